@@ -1,0 +1,356 @@
+"""Approximate nearest-neighbour index over L2-normalised vectors: FAISS Flat or IVF-PQ, inner product.
+
+Numbers behind the defaults are in bench/results/ann.md (bench/ann_bench.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from clipsearch.errors import IndexDirError, InputError
+
+#: Exact (Flat) search up to this many vectors: one thread scans 50k x 512-d in ~3 ms, recall is 1,
+#: and IVF-PQ would have too few points per centroid to train well.
+FLAT_MAX = 50_000
+#: Fewest vectors IVF-PQ can train on (faiss wants 39 points per centroid, PQ has 256 centroids).
+MIN_TRAIN = 39 * 256
+#: Candidates fetched for exact re-rank: RERANK_FACTOR * k.
+RERANK_FACTOR = 10
+#: Default probes: nlist / NPROBE_DIV, at least NPROBE_MIN.
+NPROBE_DIV = 64
+NPROBE_MIN = 16
+#: Training sample per coarse centroid (autofaiss and faiss use 30-256; k-means cost grows with it).
+TRAIN_PER_CENTROID = 64
+#: From this nlist on, the coarse quantizer is an HNSW graph: a flat scan of the centroids would cost
+#: more than the lists it selects.
+HNSW_NLIST = 16384
+#: Query batches at least this big are searched on the GPU when there is one.
+GPU_MIN_BATCH = 256
+
+_MAGIC = b"CSANN\x00\x01\n"
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class AnnSpec:
+    """What index to build: "flat" (exact) or "ivfpq" with its sizes."""
+
+    kind: str
+    dim: int
+    nlist: int = 0
+    m: int = 0
+    nbits: int = 8
+    train_size: int = 0
+    nprobe: int = 0
+
+    def factory(self) -> str:
+        """The faiss index_factory string."""
+        if self.kind == "flat":
+            return "IDMap2,Flat"
+        hnsw = "_HNSW32" if self.nlist >= HNSW_NLIST else ""
+        pq = f"PQ{self.m}" if self.nbits == 8 else f"PQ{self.m}x{self.nbits}"
+        return f"IVF{self.nlist}{hnsw},{pq}"
+
+    def describe(self) -> str:
+        """Human-readable, e.g. "IVF4096,PQ64 (nprobe 64)" or "Flat (exact)"."""
+        if self.kind == "flat":
+            return "Flat (exact)"
+        return f"{self.factory()} (nprobe {self.nprobe})"
+
+    def code_bytes(self) -> int:
+        """Bytes of one vector's code, ids excluded."""
+        return 4 * self.dim if self.kind == "flat" else math.ceil(self.m * self.nbits / 8)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AnnSpec":
+        spec = cls(**{f: d[f] for f in cls.__dataclass_fields__ if f in d})
+        if spec.kind not in ("flat", "ivfpq"):
+            raise InputError(f"unknown ANN index kind {spec.kind!r}; expected 'flat' or 'ivfpq'")
+        return spec
+
+
+def _pow2(x: float) -> int:
+    return 2 ** max(0, round(math.log2(max(x, 1.0))))
+
+
+def estimate_bytes(spec: AnnSpec, n: int) -> int:
+    """Approximate size in memory and on disk of `spec` holding n vectors (codes, ids, centroids)."""
+    size = n * (spec.code_bytes() + 8)
+    if spec.kind == "ivfpq":
+        size += 4 * spec.nlist * spec.dim + 4 * spec.dim * (1 << spec.nbits)
+        size += 2 * 32 * 4 * spec.nlist if spec.nlist >= HNSW_NLIST else 0
+    return size
+
+
+def choose_spec(n: int, dim: int, memory_budget: int | None = None) -> AnnSpec:
+    """The index for n vectors of `dim`: exact Flat while small, IVF-PQ sized from n like autofaiss.
+
+    nlist is the power of two nearest 4*sqrt(n); PQ codes are dim/8 bytes (64 for 512-d), halved
+    while the index would exceed `memory_budget` bytes. Raises InputError when nothing fits.
+    """
+    flat = AnnSpec("flat", dim)
+    if n <= FLAT_MAX and (memory_budget is None or estimate_bytes(flat, n) <= memory_budget):
+        return flat
+    if n < MIN_TRAIN:
+        smallest = flat
+    else:
+        nlist = min(_pow2(4 * math.sqrt(n)), 2 ** int(math.log2(n // 39)), 65536)
+        train = min(n, max(TRAIN_PER_CENTROID * nlist, MIN_TRAIN))
+        nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_DIV))
+        for m in (m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0):
+            smallest = AnnSpec("ivfpq", dim, nlist, m, 8, train, nprobe)
+            if memory_budget is None or estimate_bytes(smallest, n) <= memory_budget:
+                return smallest
+    raise InputError(
+        f"an ANN index of {n} vectors of dim {dim} needs at least "
+        f"{estimate_bytes(smallest, n)} bytes, over the budget of {memory_budget}; raise it"
+    )
+
+
+def rerank(
+    xq: np.ndarray, cand_ids: np.ndarray, lookup: Callable[[np.ndarray], np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k among candidates: xq (nq, d) float32, cand_ids (nq, k') int64 with -1 padding,
+    lookup(ids) -> (len(ids), d) float32 full vectors. Returns D (nq, k) float32, I (nq, k) int64."""
+    xq = np.ascontiguousarray(xq, dtype=np.float32)
+    cand_ids = np.asarray(cand_ids, dtype=np.int64)
+    nq, kc = cand_ids.shape
+    pos = np.flatnonzero(cand_ids >= 0)
+    uniq, inv = np.unique(cand_ids.ravel()[pos], return_inverse=True)
+    xc = np.asarray(lookup(uniq), dtype=np.float32)
+    if xc.shape != (len(uniq), xq.shape[1]):
+        raise InputError(f"lookup returned shape {xc.shape}, expected {(len(uniq), xq.shape[1])}")
+    S = np.full(nq * kc, -np.inf, dtype=np.float32)
+    for s in range(0, len(pos), 65536):  # bounds the gathered (chunk, d) temporary
+        p = pos[s : s + 65536]
+        S[p] = np.einsum("ij,ij->i", xc[inv[s : s + 65536]], xq[p // kc])
+    S = S.reshape(nq, kc)
+    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    D = np.full((nq, k), -np.inf, dtype=np.float32)
+    I = np.full((nq, k), -1, dtype=np.int64)
+    D[:, : order.shape[1]] = np.take_along_axis(S, order, axis=1)
+    I[:, : order.shape[1]] = np.take_along_axis(cand_ids, order, axis=1)
+    I[np.isneginf(D)] = -1
+    return D, I
+
+
+def _matrix(x: np.ndarray, dim: int, name: str) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise InputError(f"{name} must have shape (n, {dim}), got {x.shape}")
+    return x
+
+
+def _ids(ids: np.ndarray, n: int) -> np.ndarray:
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if ids.shape != (n,):
+        raise InputError(f"ids must have shape ({n},), got {ids.shape}")
+    return ids
+
+
+def _gpu_flat(faiss, dim: int):
+    return faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
+
+
+def _train(index, spec: AnnSpec, xb: np.ndarray) -> int:
+    """Train IVF-PQ on a seeded sample of xb; k-means runs on the GPU when there is one."""
+    import faiss
+
+    if len(xb) < max(spec.nlist, 1 << spec.nbits):
+        raise InputError(
+            f"{len(xb)} vectors are too few to train {spec.describe()}; use choose_spec(n, dim)"
+        )
+    rng = np.random.default_rng(0)
+    n = min(spec.train_size or len(xb), len(xb))
+    xt = xb if n == len(xb) else xb[np.sort(rng.choice(len(xb), n, replace=False))]
+    ivf = faiss.extract_index_ivf(index)
+    gpu = _gpu_flat(faiss, spec.dim) if faiss.get_num_gpus() > 0 else None
+    ivf.clustering_index = gpu
+    try:
+        index.train(xt)
+    finally:
+        ivf.clustering_index = None  # the GPU index is freed with `gpu`
+    return n
+
+
+def _add(index, spec: AnnSpec, xb: np.ndarray, ids: np.ndarray) -> None:
+    """Add with ids; on a GPU the coarse assignment (the costly part) runs there."""
+    import faiss
+
+    if spec.kind != "ivfpq" or faiss.get_num_gpus() == 0 or len(xb) == 0:
+        index.add_with_ids(xb, ids)
+        return
+    ivf = faiss.extract_index_ivf(index)
+    q = _gpu_flat(faiss, spec.dim)
+    q.add(ivf.quantizer.reconstruct_n(0, ivf.nlist))
+    assign = np.ascontiguousarray(q.search(xb, 1)[1].ravel())
+    ivf.add_core(len(xb), faiss.swig_ptr(xb), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+
+
+class AnnIndex:
+    """A FAISS index keyed by the caller's int64 ids; search returns D (nq, k), I (nq, k)."""
+
+    def __init__(self, index, spec: AnnSpec, trained_on: int = 0):
+        self._index = index
+        self.spec = spec
+        self.trained_on = trained_on
+        self._gpu = None  # GPU copy for large query batches, dropped on every change
+
+    @classmethod
+    def build(cls, xb: np.ndarray, ids: np.ndarray, spec: AnnSpec | None = None) -> "AnnIndex":
+        """Index xb (N, D) float32 under ids (N,) int64; spec defaults to choose_spec(N, D)."""
+        import faiss
+
+        xb = np.ascontiguousarray(xb, dtype=np.float32)
+        if xb.ndim != 2:
+            raise InputError(f"xb must have shape (n, dim), got {xb.shape}")
+        spec = spec or choose_spec(len(xb), xb.shape[1])
+        xb, ids = _matrix(xb, spec.dim, "xb"), _ids(ids, len(xb))
+        index = faiss.index_factory(spec.dim, spec.factory(), faiss.METRIC_INNER_PRODUCT)
+        trained_on = _train(index, spec, xb) if spec.kind == "ivfpq" else 0
+        _add(index, spec, xb, ids)
+        return cls(index, spec, trained_on)
+
+    def add(self, xb: np.ndarray, ids: np.ndarray) -> None:
+        """Add xb (n, D) under ids (n,) with the trained quantizers, no retraining."""
+        xb = _matrix(xb, self.spec.dim, "xb")
+        _add(self._index, self.spec, xb, _ids(ids, len(xb)))
+        self._gpu = None
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove these ids (unknown ones are ignored); returns how many were removed."""
+        self._gpu = None
+        return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64).ravel()))
+
+    def needs_rebuild(self, n_now: int) -> bool:
+        """True when a collection of n_now vectors deserves another index (kind or ~4x nlist)."""
+        want = choose_spec(n_now, self.spec.dim)
+        if self.spec.kind == "flat":
+            return want.kind != "flat"
+        if want.kind == "flat":
+            return n_now <= FLAT_MAX // 2  # hysteresis: don't flip-flop around FLAT_MAX
+        return want.nlist >= 4 * self.spec.nlist
+
+    def search(
+        self, xq: np.ndarray, k: int, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: xq (nq, D) -> D (nq, k) float32, I (nq, k) int64; -1/-inf pad."""
+        xq = _matrix(xq, self.spec.dim, "xq")
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        nprobe = min(max(1, nprobe or self.spec.nprobe or 1), max(1, self.spec.nlist))
+        D, I = self._search_gpu(xq, k, nprobe) if len(xq) >= GPU_MIN_BATCH else (None, None)
+        if D is None:
+            D, I = self._index.search(xq, k, params=self._params(nprobe))
+        D[I < 0] = -np.inf
+        return D, I
+
+    def _params(self, nprobe: int):
+        import faiss
+
+        if self.spec.kind == "flat":
+            return None
+        if self.spec.nlist >= HNSW_NLIST:
+            hnsw = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
+            return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw)
+        return faiss.SearchParametersIVF(nprobe=nprobe)
+
+    def _search_gpu(self, xq: np.ndarray, k: int, nprobe: int):
+        """(D, I) from a cached GPU copy, or (None, None) to search on the CPU."""
+        import faiss
+
+        if faiss.get_num_gpus() == 0 or k > 2048 or nprobe > 2048 or self._gpu is False:
+            return None, None
+        try:
+            if self._gpu is None:
+                self._gpu = faiss.index_cpu_to_all_gpus(self._index)
+            if self.spec.kind == "ivfpq":
+                faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", nprobe)
+            return self._gpu.search(xq, k)
+        except RuntimeError:  # layout the GPU kernels don't support: stay on the CPU
+            self._gpu = False
+            return None, None
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+        import faiss
+
+        path = Path(path)
+        blob = faiss.serialize_index(self._index)
+        head = json.dumps(
+            {"format": _FORMAT, "spec": self.spec.to_dict(), "trained_on": self.trained_on,
+             "nbytes": int(blob.nbytes), "crc32": zlib.crc32(blob)}
+        ).encode()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(_MAGIC + len(head).to_bytes(4, "little") + head)
+                f.write(memoryview(blob))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "AnnIndex":
+        """Read an index written by save(); IndexDirError if it is missing or corrupt."""
+        import faiss
+
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as e:
+            raise IndexDirError(f"ANN index {path} is missing; rebuild the index") from e
+        except OSError as e:
+            raise IndexDirError(f"ANN index {path} can't be read ({e}); check permissions") from e
+        try:
+            head, blob = _unpack(data)
+            if head.get("format", 0) > _FORMAT:
+                raise IndexDirError(f"ANN index {path} is from a newer clipsearch; upgrade it")
+            spec = AnnSpec.from_dict(head["spec"])
+            index = faiss.deserialize_index(blob)
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise IndexDirError(f"ANN index {path} is corrupt ({e}); delete it and rebuild") from e
+        if index.d != spec.dim:
+            raise IndexDirError(f"ANN index {path} is inconsistent (dim); delete it and rebuild")
+        return cls(index, spec, int(head["trained_on"]))
+
+
+def _unpack(data: bytes) -> tuple[dict, np.ndarray]:
+    """(header, faiss bytes) of a saved file; ValueError when it isn't one or is damaged."""
+    if not data.startswith(_MAGIC):
+        raise ValueError("not a clipsearch ANN file")
+    start = len(_MAGIC) + 4
+    end = start + int.from_bytes(data[len(_MAGIC) : start], "little")
+    head = json.loads(data[start:end])
+    blob = np.frombuffer(data, dtype=np.uint8, offset=min(end, len(data)))
+    if len(blob) != head["nbytes"] or zlib.crc32(blob) != head["crc32"]:
+        raise ValueError("truncated or checksum mismatch")
+    return head, blob
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # Windows can't open directories; the rename is durable enough there
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,61 @@
+"""Defaults, written once: the CLI, environment and UI only override these."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+#: Named models: (open_clip architecture, pretrained tag). The first is the default.
+PRESETS: dict[str, tuple[str, str]] = {
+    # Default: fastest of the widely used CLIPs (~4.4 GFLOPs/image), good enough to find photos,
+    # runs acceptably on a laptop CPU.
+    "vit-b-32": ("ViT-B-32", "laion2b_s34b_b79k"),
+    # The model of our design documents: better retrieval, ~4x the compute of ViT-B-32.
+    "metaclip-b16": ("ViT-B-16-quickgelu", "metaclip_400m"),
+}
+DEFAULT_PRESET = "vit-b-32"
+
+#: Image suffixes the indexer picks up (content is still checked when decoding).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+     ".heic", ".heif", ".avif"}
+)
+
+INDEX_ENV = "CLIPSEARCH_INDEX"
+
+
+def default_index_dir() -> Path:
+    """The per-user index directory ($CLIPSEARCH_INDEX overrides it)."""
+    if os.environ.get(INDEX_ENV):
+        return Path(os.environ[INDEX_ENV]).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("clipsearch")) / "index"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tunable knobs with their defaults; use `replace()` to override."""
+
+    model: str = PRESETS[DEFAULT_PRESET][0]
+    pretrained: str = PRESETS[DEFAULT_PRESET][1]
+    batch_size: int = 0  # 0: chosen for the device by the encoder
+    workers: int = 0  # 0: one decode process per spare core
+    top_k: int = 10
+    max_pixels: int = 100_000_000  # decompression-bomb cap
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+    def with_(self, **changes) -> "Settings":
+        """A copy with the non-None `changes` applied."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def resolve_model(model: str | None, pretrained: str | None) -> tuple[str, str]:
+    """(architecture or config path, pretrained) from a preset name or explicit values."""
+    default_arch, default_weights = PRESETS[DEFAULT_PRESET]
+    if model in PRESETS:
+        arch, weights = PRESETS[model]
+        return arch, pretrained or weights
+    return model or default_arch, pretrained or (default_weights if model is None else "")

@@ -1,0 +1,163 @@
+"""The index: a directory joining the manifest, the LanceDB store and the FAISS ANN index.
+
+Layout of an index directory:
+    manifest.json   schema version, model identity, ANN spec and generation
+    lance/          LanceDB tables (metadata + full vectors)
+    images.faiss    the ANN index over the images table's vectors
+The ANN index is derived data: its generation must equal the table version it was built from,
+otherwise it is rebuilt from the stored vectors (a crash between the two writes, a hand edit).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import manifest as mf
+from .ann import AnnIndex, choose_spec
+from .errors import IndexDirError, ModelError
+from .model import ModelIdentity
+from .store import IMAGES, ImageTable, Row, Store
+
+ANN_FILE = "images.faiss"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    path: str
+    score: float
+    id: int
+    width: int
+    height: int
+
+
+class Index:
+    """An open index directory. Use `open_index` (read) or `create_index` (read-write)."""
+
+    def __init__(self, root: Path, manifest: mf.Manifest, store: Store, writable: bool):
+        self.root, self.manifest, self.writable = root, manifest, writable
+        self.images = ImageTable(store.table(IMAGES, manifest.model.dim))
+        self._ann: AnnIndex | None = None
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self.manifest.model
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def check_model(self, identity: ModelIdentity) -> None:
+        """ModelError unless `identity` is the model this index was built with."""
+        if not self.identity.same_model(identity):
+            raise ModelError(f"the index at {self.root} was built with {self.identity.describe()}, "
+                             f"not {identity.describe()}: query it without --model/--pretrained, or "
+                             "build a separate index with --index DIR")
+
+    # --- writing -------------------------------------------------------------------------
+
+    def add(self, rows: list[Row], xb: np.ndarray) -> None:
+        """Append rows (their ids are assigned here) with their vectors; one table commit."""
+        self._require_writable()
+        start = self.images.max_id() + 1
+        rows = [Row(start + i, r.path, r.size, r.mtime, r.width, r.height) for i, r in enumerate(rows)]
+        self.images.add(rows, xb)
+
+    def remove(self, ids) -> None:
+        self._require_writable()
+        self.images.delete_ids(ids)
+
+    def add_roots(self, roots: list[str]) -> None:
+        self.manifest.roots = sorted(set(self.manifest.roots) | set(roots))
+        mf.write(self.root, self.manifest)
+
+    def sync_ann(self) -> None:
+        """Bring the ANN index up to the table's current version and save both atomically."""
+        self._require_writable()
+        self._ann = self._build_ann()
+        self._ann.save(self.root / ANN_FILE)
+        self.manifest.ann = {"spec": self._ann.spec.to_dict(), "generation": self.images.version}
+        mf.write(self.root, self.manifest)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def search(self, xq: np.ndarray, k: int) -> list[list[Hit]]:
+        """(nq, D) float32 unit vectors -> per query the k best hits, best first."""
+        ann = self.ann()
+        k = min(k, len(ann))
+        if k <= 0:
+            return [[] for _ in range(len(xq))]
+        D, I = ann.search(np.ascontiguousarray(xq, np.float32), k)
+        rows = self.images.rows(np.unique(I[I >= 0]))
+        return [[Hit(rows[i].path, float(d), int(i), rows[i].width, rows[i].height)
+                 for d, i in zip(ds, ids) if i in rows] for ds, ids in zip(D, I)]
+
+    def ann(self) -> AnnIndex:
+        """The ANN index, loaded from disk, or rebuilt when it doesn't match the table."""
+        if self._ann is None:
+            self._ann = self._load_ann()
+        return self._ann
+
+    def info(self) -> dict:
+        ann = self.ann()
+        return {"index": str(self.root), "images": len(self), "model": self.identity.to_dict(),
+                "ann": ann.spec.describe(), "schema_version": self.manifest.schema_version,
+                "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root)}
+
+    def _load_ann(self) -> AnnIndex:
+        if self.manifest.ann.get("generation") == self.images.version:
+            try:
+                return AnnIndex.load(self.root / ANN_FILE)
+            except IndexDirError:
+                pass  # damaged file: the stored vectors are the truth, rebuild below
+        if self.writable:
+            self.sync_ann()
+            return self._ann
+        return self._build_ann()  # a reader never writes: rebuild in memory only
+
+    def _build_ann(self) -> AnnIndex:
+        ids, xb = self.images.vectors()
+        return AnnIndex.build(xb, ids, choose_spec(len(ids), self.identity.dim))
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise IndexDirError(f"the index at {self.root} was opened read-only")
+
+
+def open_index(root: Path | str, writable: bool = False) -> Index:
+    """Open an existing index; IndexDirError (saying what to do) if there is none."""
+    root = Path(root).expanduser()
+    if root.exists() and not os.access(root, os.R_OK | os.X_OK):
+        raise IndexDirError(f"the index directory {root} is not readable: fix its permissions")
+    manifest = mf.read(root)
+    if writable and not os.access(root, os.W_OK):
+        raise IndexDirError(f"the index directory {root} is not writable: fix its permissions "
+                            "or pass another --index DIR")
+    return Index(root, manifest, Store(root / "lance"), writable)
+
+
+def create_index(root: Path | str, identity: ModelIdentity) -> Index:
+    """Open the index at `root` for writing, creating it for `identity` if it doesn't exist."""
+    root = Path(root).expanduser()
+    if (root / mf.FILENAME).exists():
+        index = open_index(root, writable=True)
+        index.check_model(identity)
+        return index
+    if root.exists() and any(root.iterdir()):
+        raise IndexDirError(f"{root} exists and is not a clipsearch index: pass an empty or new "
+                            "--index DIR")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise IndexDirError(f"can't create the index directory {root}: {e}") from e
+    manifest = mf.Manifest(model=identity)
+    mf.write(root, manifest)  # first: a crash after this leaves a valid, empty index
+    return Index(root, manifest, Store(root / "lance"), writable=True)
+
+
+def _disk_usage(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())

@@ -1,0 +1,73 @@
+"""The manifest: the index directory's identity card (schema version, model, ANN state)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import IndexDirError
+from .model import ModelIdentity
+
+SCHEMA_VERSION = 1
+FILENAME = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    model: ModelIdentity
+    schema_version: int = SCHEMA_VERSION
+    ann: dict = field(default_factory=dict)  # {"spec": AnnSpec dict, "generation": table version}
+    roots: list[str] = field(default_factory=list)  # folders ever indexed, resolved
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return json.dumps(d, indent=2, sort_keys=True)
+
+
+def read(root: Path) -> Manifest:
+    """The manifest of the index at `root`; IndexDirError if missing, unreadable or too new."""
+    path = root / FILENAME
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise IndexDirError(f"no index at {root}: run `clipsearch index PHOTO_FOLDER` first, "
+                            "or pass --index DIR of an existing index") from e
+    except (OSError, ValueError) as e:
+        raise IndexDirError(f"can't read {path}: {e}. Check its permissions, or re-create the "
+                            "index with `clipsearch index` into a new --index DIR") from e
+    version = d.get("schema_version", 0)
+    if version > SCHEMA_VERSION:
+        raise IndexDirError(f"the index at {root} was written by a newer clipsearch (schema "
+                            f"{version} > {SCHEMA_VERSION}): upgrade clipsearch to use it")
+    try:
+        return Manifest(model=ModelIdentity.from_dict(d["model"]), schema_version=version,
+                        ann=d.get("ann", {}), roots=d.get("roots", []))
+    except (KeyError, TypeError) as e:
+        raise IndexDirError(f"{path} is damaged ({e}): re-create the index into a new --index DIR") from e
+
+
+def write(root: Path, manifest: Manifest) -> None:
+    """Replace the manifest atomically: a crash leaves the old one or the new one, never half."""
+    atomic_write(root / FILENAME, manifest.to_json().encode())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,46 @@
+"""Searching an index by text, by image or by vector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageError, InputError
+from .image import load_image, to_pixels
+from .index import Hit, Index
+from .model import Encoder
+
+
+class Searcher:
+    """Joins an encoder and an index built with the same model."""
+
+    def __init__(self, encoder: Encoder, index: Index, max_pixels: int):
+        index.check_model(encoder.identity)
+        self.encoder, self.index, self.max_pixels = encoder, index, max_pixels
+
+    def by_text(self, text: str, k: int) -> list[Hit]:
+        if not text or not text.strip():
+            raise InputError("the query is empty: describe what you are looking for, e.g. "
+                             "`clipsearch query \"a dog on a beach\"`")
+        return self.by_vector(self.encoder.encode_texts([text.strip()])[0], k)
+
+    def by_image(self, path: str | Path, k: int) -> list[Hit]:
+        return self.by_vector(self.embed_image(path), k)
+
+    def by_vector(self, v: np.ndarray, k: int) -> list[Hit]:
+        """(D,) float32 unit vector -> the k best hits, best first."""
+        if k < 1:
+            raise InputError(f"--top must be at least 1 (got {k})")
+        return self.index.search(np.asarray(v, np.float32)[None, :], k)[0]
+
+    def embed_image(self, path: str | Path) -> np.ndarray:
+        """(D,) float32 unit vector of the image file at `path`."""
+        if not Path(path).is_file():
+            raise InputError(f"query image {path} does not exist: check the path")
+        try:
+            img = load_image(path, max_pixels=self.max_pixels)
+        except ImageError as e:
+            raise InputError(f"can't use {path} as a query image: {e}") from e
+        p = self.encoder.preprocess
+        return self.encoder.encode_pixels(to_pixels(img, p.size, p.resize_mode, p.interpolation)[None])[0]
