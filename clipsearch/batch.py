@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ImageError
-from .image import load_image, to_pixels
+from .image import FULL_SIZE, load_image, to_pixels
 from .model import Encoder, Preprocess
 from .store import Row
 
@@ -53,7 +53,7 @@ def decode_file(path: str, preprocess: Preprocess, max_pixels: int) -> Decoded |
         return Failure(path, f"can't stat: {e.strerror or e}")
     try:
         img = load_image(path, max_pixels=max_pixels, draft_size=preprocess.size)
-        width, height = _full_size(path, img)
+        width, height = img.info.get(FULL_SIZE, img.size)
         pixels = to_pixels(img, preprocess.size, preprocess.resize_mode, preprocess.interpolation)
     except ImageError as e:
         return Failure(path, str(e), st.st_size, st.st_mtime)
@@ -74,7 +74,3 @@ def embed_files(paths: list[str], encoder: Encoder, max_pixels: int) -> Batch:
     """Files -> records, in this process: the unit of work for a distributed indexer."""
     return embed_decoded([decode_file(p, encoder.preprocess, max_pixels) for p in paths], encoder)
 
-
-def _full_size(path: str, img) -> tuple[int, int]:
-    # Draft mode decodes big JPEGs smaller; the index records the image's real, oriented size.
-    return img.info.get("clipsearch_full_size", img.size)

@@ -14,6 +14,7 @@ from .config import Settings
 from .errors import ImageError, InputError
 
 DEFAULT_MAX_PIXELS = Settings.max_pixels
+FULL_SIZE = "clipsearch_full_size"  # info key: (width, height) before draft-mode reduction, oriented
 
 # Recognised by content, never by extension. Anything else Pillow knows is refused: EPS, for one,
 # would run Ghostscript on an untrusted file. MPO (most phone JPEGs) is reached through "JPEG".
@@ -83,12 +84,16 @@ def _decode(fp, max_pixels: int, draft_size: int | None) -> Image.Image:
     """Open, check the pixel cap, decode the first frame and orient it; Pillow errors -> ImageError."""
     try:
         with Image.open(fp, formats=_formats()) as img:
+            full_width = img.width
             if draft_size and img.format in _JPEG_FORMATS:
                 img.draft("RGB", (draft_size, draft_size))
             # Checked after draft on purpose: the cap bounds what gets decoded, and draft shrinks that.
             _check_pixels(img.size, max_pixels)
             img.load()
-            return _to_rgb(_orient(img))
+            scale = full_width / img.width
+            out = _to_rgb(_orient(img))
+            out.info[FULL_SIZE] = (round(out.width * scale), round(out.height * scale))
+            return out
     except Image.DecompressionBombError as e:
         raise ImageError("too large: past Pillow's own decompression-bomb limit") from e
     except UnidentifiedImageError as e:
