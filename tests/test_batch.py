@@ -1,6 +1,5 @@
 """The per-batch function: files in, aligned records out, failures beside them."""
 
-import shutil
 
 import numpy as np
 import pytest

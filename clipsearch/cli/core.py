@@ -1,59 +1,16 @@
-"""The `clipsearch` command: the outermost layer, which alone prints and picks exit codes.
-
-Like `indexer/` and `app/`, it sits on top of the library; nothing in the library imports it.
-"""
+"""The core commands: index, query, info, models."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import click
 
-from .config import DEFAULT_PRESET, INDEX_ENV, PRESETS, Settings, default_index_dir, resolve_model
-from .errors import ClipSearchError, InputError
-
-EXIT_INTERRUPTED = 130
-
-
-class _Group(click.Group):
-    """Turns library errors into one-line messages; no traceback reaches the user."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ClipSearchError as e:
-            raise click.ClickException(str(e)) from e
-        except KeyboardInterrupt:
-            click.echo("interrupted: what was committed is kept; run the command again to go on", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as e:  # a bug: say so plainly, keep the traceback for whoever asks for it
-            if os.environ.get("CLIPSEARCH_DEBUG"):
-                raise
-            raise click.ClickException(f"unexpected error ({type(e).__name__}: {e}); rerun with "
-                                       "CLIPSEARCH_DEBUG=1 for details and report it") from e
-
-
-index_option = click.option(
-    "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help=f"Index directory [default: ${INDEX_ENV} or a per-user data directory].")
-model_option = click.option(
-    "--model", default=None,
-    help=f"Preset ({', '.join(PRESETS)}), open_clip architecture name, or model-config JSON path.")
-pretrained_option = click.option(
-    "--pretrained", default=None, help="open_clip pretrained tag, or a local weights file.")
-device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1 … [default: auto]")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="clipsearch")
-def main():
-    """Find photos by describing them, or by showing a similar one."""
+from ..config import DEFAULT_PRESET, PRESETS, Settings, resolve_model
+from ..errors import InputError
+from . import main
+from .options import device_option, index_option, index_root, json_option, model_option, pretrained_option
 
 
 @main.command()
@@ -68,13 +25,13 @@ def main():
 @json_option
 def index(paths, index_dir, model, pretrained, device, batch_size, workers, quiet, as_json):
     """Index the images in PATHS (folders are walked recursively)."""
-    from . import create_index, load_encoder, open_index
-    from .files import check_roots
-    from .manifest import FILENAME
+    from .. import create_index, load_encoder, open_index
+    from ..files import check_roots
+    from ..manifest import FILENAME
     import indexer
 
     check_roots(paths)  # before the (slow) model load
-    root = _index_root(index_dir)
+    root = index_root(index_dir)
     _refuse_index_inside(root, paths)
     settings = Settings().with_(batch_size=batch_size, workers=workers, device=device)
     if model is None and pretrained is None and (root / FILENAME).exists():
@@ -99,7 +56,7 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, quie
 @json_option
 def query(text, image, top, index_dir, model, pretrained, device, as_json):
     """Search the index by TEXT, or by an --image."""
-    from . import Searcher
+    from .. import Searcher
 
     if (text is None) == (image is None):
         raise click.UsageError('give a TEXT query or --image FILE (one of them), e.g. clipsearch query "a red car"')
@@ -124,9 +81,9 @@ def query(text, image, top, index_dir, model, pretrained, device, as_json):
 @json_option
 def info(index_dir, as_json):
     """What the index holds: image count, model, ANN index, size on disk."""
-    from . import open_index
+    from .. import open_index
 
-    d = open_index(_index_root(index_dir)).info()
+    d = open_index(index_root(index_dir)).info()
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -145,9 +102,9 @@ def models():
 
 
 def _open_for_query(index_dir, model, pretrained, settings):
-    from . import load_encoder, open_index
+    from .. import load_encoder, open_index
 
-    idx = open_index(_index_root(index_dir))
+    idx = open_index(index_root(index_dir))
     if model is None and pretrained is None:
         arch, weights = idx.identity.model, idx.identity.pretrained
     else:
@@ -155,10 +112,6 @@ def _open_for_query(index_dir, model, pretrained, settings):
     encoder = load_encoder(arch, weights, settings.device)
     idx.check_model(encoder.identity)
     return encoder, idx
-
-
-def _index_root(index_dir: Path | None) -> Path:
-    return (index_dir or default_index_dir()).expanduser().absolute()
 
 
 def _refuse_index_inside(root: Path, paths) -> None:
@@ -196,6 +149,3 @@ def _human_bytes(n: int) -> str:
         n /= 1024
     return f"{n:.1f} TiB"
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Options shared by several commands, and the helpers that resolve them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..config import INDEX_ENV, PRESETS, default_index_dir
+
+index_option = click.option(
+    "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help=f"Index directory [default: ${INDEX_ENV} or a per-user data directory].")
+model_option = click.option(
+    "--model", default=None,
+    help=f"Preset ({', '.join(PRESETS)}), open_clip architecture name, or model-config JSON path.")
+pretrained_option = click.option(
+    "--pretrained", default=None, help="open_clip pretrained tag, or a local weights file.")
+device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1 … [default: auto]")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def index_root(index_dir: Path | None) -> Path:
+    """The index directory: --index, else $CLIPSEARCH_INDEX, else the per-user default."""
+    return (index_dir or default_index_dir()).expanduser().absolute()
