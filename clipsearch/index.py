@@ -11,7 +11,7 @@ otherwise it is rebuilt from the stored vectors (a crash between the two writes,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from . import manifest as mf
 from .ann import AnnIndex, choose_spec
 from .errors import IndexDirError, ModelError
 from .model import ModelIdentity
-from .store import IMAGES, ImageTable, Row, Store
+from .store import IMAGES, FailureTable, ImageTable, Row, Store
 
 ANN_FILE = "images.faiss"
 
@@ -42,6 +42,7 @@ class Index:
     def __init__(self, root: Path, manifest: mf.Manifest, store: Store, writable: bool):
         self.root, self.manifest, self.writable = root, manifest, writable
         self.images = ImageTable(store.table(IMAGES, manifest.model.dim))
+        self.failures = FailureTable(store)  # files that could not be indexed, with why
         self._ann: AnnIndex | None = None
 
     @property
@@ -64,12 +65,18 @@ class Index:
         """Append rows (their ids are assigned here) with their vectors; one table commit."""
         self._require_writable()
         start = self.images.max_id() + 1
-        rows = [Row(start + i, r.path, r.size, r.mtime, r.width, r.height) for i, r in enumerate(rows)]
+        rows = [replace(r, id=start + i) for i, r in enumerate(rows)]
         self.images.add(rows, xb)
 
     def remove(self, ids) -> None:
         self._require_writable()
         self.images.delete_ids(ids)
+
+    def reload(self) -> None:
+        """See what other processes committed: latest table version and manifest; ANN reloaded on use."""
+        self.images.refresh()
+        self.manifest = mf.read(self.root)
+        self._ann = None
 
     def add_roots(self, roots: list[str]) -> None:
         self.manifest.roots = sorted(set(self.manifest.roots) | set(roots))
