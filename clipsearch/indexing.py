@@ -139,8 +139,7 @@ def _plan(index: Index, found: Scan, roots: list[str], hash_many) -> Changes:
 def _relink(index: Index, work: Changes, checkpoint: Checkpoint) -> int:
     """Moved and touched files under their new metadata, then gone and stale rows out; how many went."""
     if work.relinked:
-        _, xb = _vectors_in_order(index, work.relinked_from)
-        index.add(work.relinked, xb)
+        index.add(work.relinked, index.images.vectors_of(np.asarray(work.relinked_from, np.int64)))
         checkpoint("relinked")
     index.remove(work.relinked_from + work.gone + work.stale)
     if work.failures_dropped:
@@ -184,13 +183,6 @@ def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, check
     summary.failed += pending.failures
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]
-
-
-def _vectors_in_order(index: Index, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    got, xb = index.images.vectors(ids)
-    where = {int(i): n for n, i in enumerate(got)}
-    order = [where[i] for i in ids]
-    return got[order], xb[order]
 
 
 def _extend(pending: Batch, batch: Batch) -> None:

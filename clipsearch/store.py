@@ -75,8 +75,12 @@ class Store:
                                 "Check the directory's permissions") from e
 
     def table(self, name: str, dim: int):
-        """The table `name`, created empty for `dim`-d vectors when missing."""
-        return self._db.create_table(name, schema=image_schema(dim), exist_ok=True)
+        """The table `name`, created empty for `dim`-d vectors when missing (opened as it is if not:
+        a schema-1 table lacks the newer columns until `ImageTable.upgrade`)."""
+        try:
+            return self._db.open_table(name)
+        except ValueError:  # lancedb: "Table 'images' was not found"
+            return self._db.create_table(name, schema=image_schema(dim), exist_ok=True)
 
     def failures_table(self, create: bool):
         """The failures table; None when it doesn't exist and `create` is False (a reader never writes)."""
