@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from clipsearch import Encoder, Index, Settings, Summary, add_paths
 from clipsearch.batch import failure
+from clipsearch.errors import InputError
 
 #: Fault injection for tests: "STAGE[:N[:ACTION]]" acts at the N-th (default 1st) checkpoint STAGE
 #: of a run (see clipsearch.indexing); ACTION is kill (SIGKILL, the default), stop (SIGSTOP) or
@@ -107,7 +108,10 @@ def failpoint(spec: str | None) -> Callable[[str], None]:
     """The checkpoint callback for FAILPOINT_ENV's `spec`; a no-op without one."""
     if not spec:
         return lambda stage: None
-    stage, count, action = (spec.split(":") + ["1", "kill"])[:3]
+    parts = spec.split(":")
+    stage, count, action = parts[0], parts[1] if len(parts) > 1 else "1", parts[2] if len(parts) > 2 else "kill"
+    if not count.isdigit() or action not in _ACTIONS or len(parts) > 3:
+        raise InputError(f"{FAILPOINT_ENV}={spec!r} is not STAGE[:N[:{'|'.join(_ACTIONS)}]]: fix or unset it")
     seen = {"n": 0}
 
     def checkpoint(at: str) -> None:
