@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import lancedb
 import numpy as np
@@ -159,6 +158,10 @@ def test_non_utf8_and_odd_names_round_trip(cli, photos):
     assert f"{photos}/bad\\xff.png: " in failed
     again = json.loads(cli("index", str(photos), "--json").output)
     assert again["indexed"] == 0 and again["known_failed"] == 1
+    listing = cli("query", "an orange star", "-k", "100").output  # printable, one line per hit
+    assert f"{photos}/caf\\xe9 latin-1.png" in listing and f"{photos}/new\nline.png" in listing
+    hits = json.loads(cli("query", "an orange star", "-k", "100", "--json").output)
+    assert str(photos / odd[0]) in {h["path"] for h in hits}  # JSON keeps the exact OS name
 
 
 def test_schema_1_index_is_read_then_upgraded(cli, photos, encoder, tmp_path):

@@ -9,6 +9,7 @@ import click
 
 from ..config import DEFAULT_PRESET, PRESETS, Settings, resolve_model
 from ..errors import InputError
+from ..files import display_path
 from . import main
 from .maintenance import print_failures
 from .options import device_option, index_option, index_root, json_option, model_option, pretrained_option
@@ -79,7 +80,7 @@ def query(text, image, top, index_dir, model, pretrained, device, as_json):
     elif not hits:
         click.echo("no results: the index is empty; add photos with `clipsearch index FOLDER`", err=True)
     for h in [] if as_json else hits:
-        click.echo(f"{h.score:.4f}  {h.path}")
+        click.echo(f"{h.score:.4f}  {display_path(h.path)}")  # a non-UTF-8 byte as \xNN
 
 
 @main.command()
