@@ -188,6 +188,8 @@ def test_schema_1_index_is_read_then_upgraded(cli, photos, encoder, tmp_path):
 def test_fragments_are_compacted_when_they_pile_up(tiny_model, photos, tmp_path, monkeypatch):
     monkeypatch.setattr(indexing, "COMPACT_AT", 4)
     encoder = load_encoder(str(tiny_model.config), str(tiny_model.weights), batch_size=2)
+    for p in sorted(photos.glob("*.png"))[12:]:
+        p.unlink()  # 12 files: 6 commits of 2, past COMPACT_AT
     index = create_index(tmp_path / "idx", encoder.identity)
     summary = add_paths(index, encoder, [str(photos)], Settings().with_(commit_every=2))
     assert summary.new == len(list(photos.glob("*.png"))) == len(index)
