@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -96,9 +95,9 @@ def _wait_stopped(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_kill_and_resume(tiny_model, shapes_dir, tmp_path):
+def test_kill_and_resume(tiny_model, tmp_path):
     photos, idx = tmp_path / "photos", tmp_path / "idx"
-    shutil.copytree(shapes_dir, photos)
+    shapes.write_folder(photos, n_per_label=2, seed=7)  # 48 files: 12 groups of 4, enough for every kill
     (photos / "b_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     r = Runner(tiny_model, photos, idx)
     files = sorted(photos.glob("*.png"))
