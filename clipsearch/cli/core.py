@@ -21,9 +21,11 @@ from .options import device_option, index_option, index_root, json_option, model
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Decoding processes [default: cores - 1].")
+@click.option("--fast-encoder", is_flag=True, default=None,
+              help="CPU: bf16 or int8 image tower, ~2x faster, embeddings within cosine 0.999 of fp32.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
-def index(paths, index_dir, model, pretrained, device, batch_size, workers, quiet, as_json):
+def index(paths, index_dir, model, pretrained, device, batch_size, workers, fast_encoder, quiet, as_json):
     """Index the images in PATHS (folders are walked recursively)."""
     from .. import create_index, load_encoder, open_index
     from ..files import check_roots
@@ -33,13 +35,13 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, quie
     check_roots(paths)  # before the (slow) model load
     root = index_root(index_dir)
     _refuse_index_inside(root, paths)
-    settings = Settings().with_(batch_size=batch_size, workers=workers, device=device)
+    settings = Settings().with_(batch_size=batch_size, workers=workers, device=device, fast_encoder=fast_encoder)
     if model is None and pretrained is None and (root / FILENAME).exists():
         identity = open_index(root).identity  # keep indexing with the model the index was built with
         arch, weights = identity.model, identity.pretrained
     else:
         arch, weights = resolve_model(model, pretrained)
-    encoder = load_encoder(arch, weights, settings.device, settings.batch_size)
+    encoder = load_encoder(arch, weights, settings.device, settings.batch_size, settings.fast_encoder)
     idx = create_index(root, encoder.identity)
     summary = indexer.run(idx, encoder, [str(p) for p in paths], settings, progress=not quiet and not as_json)
     _print_summary(summary, idx, as_json)
