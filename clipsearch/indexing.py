@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Callable, Iterable, Iterator
@@ -86,14 +87,16 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
     summary = Summary(unchanged=work.unchanged, skipped_dirs=found.skipped)
     decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
     pending = Batch([], np.zeros((0, encoder.dim), np.float32), [])
-    for items in _chunks(decode_map(decode, work.todo), encoder.batch_size):
-        _extend(pending, embed_decoded(items, encoder))
-        if len(pending.rows) >= COMMIT_EVERY:
-            _commit(index, pending, summary)
-        if on_progress:
-            on_progress(summary.indexed + len(pending.rows) + len(summary.failed) + len(pending.failures),
-                        len(work.todo))
-    _commit(index, pending, summary)
+    with ThreadPoolExecutor(1, thread_name_prefix="clipsearch-writer") as writer:
+        write = None  # table writes run beside the encoder, one at a time, in order
+        for items in _chunks(decode_map(decode, work.todo), encoder.batch_size):
+            _extend(pending, embed_decoded(items, encoder))
+            if len(pending.rows) >= COMMIT_EVERY:
+                write = _commit(index, pending, summary, writer, write)
+            if on_progress:
+                on_progress(summary.indexed + len(pending.rows) + len(summary.failed) + len(pending.failures),
+                            len(work.todo))
+        _commit(index, pending, summary, writer, write).result()
     index.remove(work.changed_ids + work.gone_ids)
     summary.removed = len(work.gone_ids)
     index.sync_ann()
@@ -102,12 +105,16 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
     return summary
 
 
-def _commit(index: Index, pending: Batch, summary: Summary) -> None:
-    index.add(pending.rows, pending.vectors)
+def _commit(index: Index, pending: Batch, summary: Summary, writer: Executor, last: Future | None) -> Future:
+    """Hand the pending records to the writer thread, once its previous write is done; empty `pending`."""
+    if last is not None:
+        last.result()  # at most one write in flight: ids stay in order, its errors surface here
+    write = writer.submit(index.add, pending.rows, pending.vectors)
     summary.indexed += len(pending.rows)
     summary.failed += pending.failures
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]
+    return write
 
 
 def _extend(pending: Batch, batch: Batch) -> None:
