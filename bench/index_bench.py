@@ -52,21 +52,28 @@ def log(msg: str) -> None:
 
 
 def make_photos(folder: Path, n: int, mp: tuple[float, float], seed: int = 0) -> list[Path]:
-    """n seeded photo-like JPEGs in `folder` (reused when already there); sorted paths."""
-    from PIL import Image
+    """n seeded photo-like JPEGs in `folder` (reused when already there), made on all cores; sorted paths."""
+    from concurrent.futures import ProcessPoolExecutor
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    grain = rng.normal(0, 5, (512, 512, 3)).astype(np.int16)
-    paths = []
-    for i in range(n):
-        w, h, quality, sub_seed = _photo_spec(rng, mp)
-        path = folder / f"photo_{i:05d}_{w}x{h}.jpg"
-        if not path.exists():
-            img = _photo(np.random.default_rng(sub_seed), w, h, grain)
-            Image.fromarray(img).save(path, quality=quality, subsampling="4:2:0")
-        paths.append(path)
+    specs = [_photo_spec(rng, mp) for _ in range(n)]  # drawn in order: the same photos on any machine
+    paths = [folder / f"photo_{i:05d}_{w}x{h}.jpg" for i, (w, h, _, _) in enumerate(specs)]
+    todo = [(p, spec, seed) for p, spec in zip(paths, specs) if not p.exists()]
+    if todo:
+        log(f"making {len(todo)} photos in {folder}")
+        with ProcessPoolExecutor() as pool:
+            list(pool.map(_write_photo, todo, chunksize=8))
     return paths
+
+
+def _write_photo(job) -> None:
+    from PIL import Image
+
+    path, (w, h, quality, sub_seed), seed = job
+    grain = np.random.default_rng(seed).normal(0, 5, (512, 512, 3)).astype(np.int16)
+    img = _photo(np.random.default_rng(sub_seed), w, h, grain)
+    Image.fromarray(img).save(path, quality=quality, subsampling="4:2:0")
 
 
 def _photo_spec(rng, mp):
@@ -101,6 +108,8 @@ def subset(paths: list[Path], n: int, base: Path) -> Path:
     """A folder holding hard links to the first n photos."""
     folder = base / f"first_{n}"
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in set(folder.iterdir()) - {folder / p.name for p in paths[:n]}:
+        stale.unlink()
     for p in paths[:n]:
         if not (folder / p.name).exists():
             os.link(p, folder / p.name)

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 from clipsearch import Encoder, Index, Settings, Summary, add_paths
@@ -21,9 +22,12 @@ def run(index: Index, encoder: Encoder, roots: list[str], settings: Settings = S
             return add_paths(index, encoder, roots, settings, on_progress=bar)
         ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds torch threads
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            window = max(4 * encoder.batch_size, 8 * workers)
+            # Files go to the workers in chunks: one task per file costs the parent ~2x the CPU
+            # per image, which caps a GPU run; a chunk still leaves every worker a share of a batch.
+            chunk = max(1, min(16, encoder.batch_size // (2 * workers)))
+            window = max(4 * encoder.batch_size, 8 * workers * chunk) // chunk
             return add_paths(index, encoder, roots, settings, on_progress=bar,
-                             decode_map=lambda fn, xs: bounded_map(pool, fn, xs, window))
+                             decode_map=lambda fn, xs: bounded_map(pool, fn, xs, window, chunk))
     finally:
         bar(None, None)
 
@@ -33,15 +37,20 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
-def bounded_map(pool, fn: Callable, items: Iterable, window: int) -> Iterator:
-    """Like `pool.map`, in order, but with at most `window` items in flight (bounded memory)."""
+def bounded_map(pool, fn: Callable, items: Iterable, window: int, chunk: int = 1) -> Iterator:
+    """Like `pool.map`, in order, with at most `window` tasks of `chunk` items in flight (bounded memory)."""
     pending = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
+    it = iter(items)
+    while group := list(islice(it, chunk)):
+        pending.append(pool.submit(_map_list, fn, group))
         if len(pending) >= window:
-            yield pending.popleft().result()
+            yield from pending.popleft().result()
     while pending:
-        yield pending.popleft().result()
+        yield from pending.popleft().result()
+
+
+def _map_list(fn: Callable, items: list) -> list:
+    return [fn(x) for x in items]
 
 
 def _bar(enabled: bool):
