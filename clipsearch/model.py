@@ -171,9 +171,16 @@ def speed_up(net, device: str, mode: str = "auto") -> str:
     elif mode == "int8":
         import warnings
 
+        # Attention modules hand their projections' weights to F.multi_head_attention_forward, which
+        # a quantised Linear can't serve (MultiheadAttention's out_proj, a ResNet's attention pool):
+        # only plain Linear layers outside them, the transformer MLPs, are quantised.
+        linears = {name for name, m in net.visual.named_modules()
+                   if type(m) is torch.nn.Linear and not name.startswith("attnpool.")}
+        if not linears:
+            return ""
         with warnings.catch_warnings():  # torch.ao's deprecation notice: the API still works
             warnings.simplefilter("ignore")
-            net.visual = torch.ao.quantization.quantize_dynamic(net.visual, {torch.nn.Linear}, dtype=torch.qint8)
+            net.visual = torch.ao.quantization.quantize_dynamic(net.visual, linears, dtype=torch.qint8)
     else:
         raise InputError(f"unknown encoder speed-up {mode!r}: use auto, bf16 or int8")
     return mode

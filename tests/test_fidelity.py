@@ -74,19 +74,24 @@ def test_jpeg_draft_path_matches_open_clip(encoder, reference, photos):
 def _fp32_and_fast(config: str, weights: str, mode: str, paths):
     exact = load_encoder(config, weights, "cpu")
     fast = load_encoder(config, weights, "cpu")
-    assert speed_up(fast._model, "cpu", mode) == mode
+    assert speed_up(fast._model, "cpu", mode) == mode, "the speed-up was not applied"
     fast.fast = mode
     pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((exact.preprocess.size,) * 2)) for p in paths])
     return exact.encode_pixels(pixels), fast.encode_pixels(pixels)
 
 
-@pytest.mark.parametrize("mode", ["bf16", "int8"])
-def test_fast_encoder_close_to_fp32_tiny_resnet(tiny_model, shapes_dir, mode):
+def test_fast_encoder_close_to_fp32_tiny_resnet(tiny_model, shapes_dir):
     paths = sorted(shapes_dir.glob("*.png"))
-    exact, fast = _fp32_and_fast(str(tiny_model.config), str(tiny_model.weights), mode, paths)
+    exact, fast = _fp32_and_fast(str(tiny_model.config), str(tiny_model.weights), "bf16", paths)
     cos = np.sum(exact * fast, axis=1)
     assert not np.array_equal(exact, fast)  # the speed-up did change the computation
-    assert cos.min() >= FAST_COSINE, cos  # measured: bf16 min 0.9999, int8 min 0.9996
+    assert cos.min() >= FAST_COSINE, cos  # measured: min 0.9999
+
+
+def test_int8_leaves_a_resnet_tower_alone(tiny_model):
+    """Its only Linear layers feed an attention pool that can't take quantised weights."""
+    enc = load_encoder(str(tiny_model.config), str(tiny_model.weights), "cpu")
+    assert speed_up(enc._model, "cpu", "int8") == ""
 
 
 @pytest.mark.parametrize("mode", ["bf16", "int8"])
