@@ -68,7 +68,7 @@ def test_jpeg_draft_path_matches_open_clip(encoder, reference, photos):
     batch = embed_files([str(p) for p in photos], encoder, max_pixels=10**8)
     assert [r.path for r in batch.rows] == [str(p) for p in photos]
     cos = np.sum(batch.vectors * _reference_vectors(reference, photos), axis=1)
-    assert cos.min() > JPEG_COSINE, cos  # measured: min 0.9990, mean 0.9995
+    assert cos.min() > JPEG_COSINE, cos  # measured: min 0.99985, mean 0.99997
 
 
 def _fp32_and_fast(config: str, weights: str, mode: str, paths):
@@ -85,7 +85,7 @@ def test_fast_encoder_close_to_fp32_tiny_resnet(tiny_model, shapes_dir):
     exact, fast = _fp32_and_fast(str(tiny_model.config), str(tiny_model.weights), "bf16", paths)
     cos = np.sum(exact * fast, axis=1)
     assert not np.array_equal(exact, fast)  # the speed-up did change the computation
-    assert cos.min() >= FAST_COSINE, cos  # measured: min 0.9999
+    assert cos.min() >= FAST_COSINE, cos  # measured: min 0.99996
 
 
 def test_int8_leaves_a_resnet_tower_alone(tiny_model):
@@ -102,7 +102,7 @@ def test_fast_encoder_close_to_fp32_vit(tmp_path, shapes_dir, mode):
     exact, fast = _fp32_and_fast(str(config), "random", mode, paths)
     cos = np.sum(exact * fast, axis=1)
     assert not np.array_equal(exact, fast)
-    assert cos.min() >= FAST_COSINE, cos  # measured: bf16 min 0.9999, int8 min 0.9998
+    assert cos.min() >= FAST_COSINE, cos  # measured: bf16 min 0.99998, int8 min 0.99997
 
 
 def test_fast_flag_applies_a_speed_up(tiny_model):
