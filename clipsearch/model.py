@@ -155,35 +155,38 @@ def default_batch_size(device: str) -> int:
 def speed_up(net, device: str, mode: str = "auto") -> str:
     """Make `net`'s image tower faster on a CPU, in place; returns the mode used ("" for none).
 
-    "bf16": weights and activations in bfloat16, for CPUs with native bf16 (AVX512-BF16, AMX);
-    "int8": dynamic int8 quantisation of the linear layers (fbgemm), for other x86 CPUs. Both keep
-    cosine >= 0.999 to the fp32 embeddings (tests/test_fidelity.py); text queries stay fp32.
+    "bf16" for CPUs with native bf16 (AVX512-BF16, AMX), "int8" (dynamic quantisation of the MLP
+    layers) for other x86 CPUs: both within cosine 0.999 of fp32 (tests/test_fidelity.py).
     """
     import torch
 
     if device != "cpu":
         return ""  # CUDA already runs under autocast
     if mode == "auto":
-        native_bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
-        mode = "bf16" if native_bf16 else "int8"
+        mode = "bf16" if getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)() else "int8"
     if mode == "bf16":
         net.visual.to(torch.bfloat16)
-    elif mode == "int8":
-        import warnings
+        return mode
+    if mode == "int8":
+        return mode if _quantise_linears(net) else ""
+    raise InputError(f"unknown encoder speed-up {mode!r}: use auto, bf16 or int8")
 
-        # Attention modules hand their projections' weights to F.multi_head_attention_forward, which
-        # a quantised Linear can't serve (MultiheadAttention's out_proj, a ResNet's attention pool):
-        # only plain Linear layers outside them, the transformer MLPs, are quantised.
-        linears = {name for name, m in net.visual.named_modules()
-                   if type(m) is torch.nn.Linear and not name.startswith("attnpool.")}
-        if not linears:
-            return ""
+
+def _quantise_linears(net) -> bool:
+    """int8 dynamic quantisation of the image tower's plain Linear layers; False if it has none."""
+    import warnings
+
+    import torch
+
+    # Attention hands its projections' weights to F.multi_head_attention_forward, which a quantised
+    # Linear can't serve (MultiheadAttention's out_proj, a ResNet's attention pool): those stay fp32.
+    names = {name for name, m in net.visual.named_modules()
+             if type(m) is torch.nn.Linear and not name.startswith("attnpool.")}
+    if names:
         with warnings.catch_warnings():  # torch.ao's deprecation notice: the API still works
             warnings.simplefilter("ignore")
-            net.visual = torch.ao.quantization.quantize_dynamic(net.visual, linears, dtype=torch.qint8)
-    else:
-        raise InputError(f"unknown encoder speed-up {mode!r}: use auto, bf16 or int8")
-    return mode
+            net.visual = torch.ao.quantization.quantize_dynamic(net.visual, names, dtype=torch.qint8)
+    return bool(names)
 
 
 def _register(model: str) -> tuple[str, str]:
