@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from clipsearch import add_paths, create_index, embed_files, load_encoder
-from clipsearch import indexing
+from clipsearch import Settings, add_paths, create_index, embed_files, load_encoder
+
+EVERY_5 = Settings(commit_every=5)  # 48 images: ten commits, most of them in the background
 
 
 @pytest.fixture(scope="module")
@@ -12,10 +13,9 @@ def encoder(tiny_model):
     return load_encoder(str(tiny_model.config), str(tiny_model.weights), "cpu", batch_size=4)
 
 
-def test_many_background_commits_keep_rows_and_vectors_aligned(encoder, shapes_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(indexing, "COMMIT_EVERY", 5)  # 48 images: ten commits, most in the background
+def test_many_background_commits_keep_rows_and_vectors_aligned(encoder, shapes_dir, tmp_path):
     index = create_index(tmp_path / "idx", encoder.identity)
-    summary = add_paths(index, encoder, [str(shapes_dir)])
+    summary = add_paths(index, encoder, [str(shapes_dir)], EVERY_5)
     rows = index.images.all_rows()
     assert summary.indexed == len(rows) == len(list(shapes_dir.glob("*.png")))
     assert sorted(r.id for r in rows) == list(range(len(rows)))
@@ -28,7 +28,6 @@ def test_many_background_commits_keep_rows_and_vectors_aligned(encoder, shapes_d
 
 
 def test_a_failed_background_write_stops_the_run(encoder, shapes_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(indexing, "COMMIT_EVERY", 5)
     index = create_index(tmp_path / "idx", encoder.identity)
     calls = []
 
@@ -39,5 +38,5 @@ def test_a_failed_background_write_stops_the_run(encoder, shapes_dir, tmp_path, 
 
     monkeypatch.setattr(index, "add", failing_add)
     with pytest.raises(OSError, match="disk full"):
-        add_paths(index, encoder, [str(shapes_dir)])
+        add_paths(index, encoder, [str(shapes_dir)], EVERY_5)
     assert len(calls) == 2  # the error surfaced before another write was handed over
