@@ -11,7 +11,8 @@ On one GPU (ViT-B-32 on ~1-3 MP JPEGs; the machine's cores decode):
         --naive-sizes 500 1500 --repeats 2 --methods encoder naive index --out bench/results/gpu.json
 
 (about 8 minutes on 16 cores + one H100, 3 of them making the 10,000 photos; the rates of
-`index` and `naive` come from different sizes but are both marginal.)
+`index` and `naive` come from different sizes but are both marginal.) The GPU fidelity check:
+`python -m pytest -m gpu tests/test_fidelity.py`.
 
 Photos: seeded, photo-like JPEGs (smooth sky/ground gradients, textured blobs, sensor grain,
 quality 85-95, 4:2:0), megapixels log-uniform in `--mp` (0.3-12 by default), cached under
