@@ -47,6 +47,7 @@ class Settings:
     file_timeout_s: float = 120.0  # per file, in a decoding process; past it the process is replaced
     commit_every: int = 2048  # files per table commit: few fragments, little work lost to a crash
     device: str = "auto"
+    fast_encoder: bool = False  # CPU: bf16 or int8 image tower, ~2x faster, cosine >= 0.999 to fp32
     extra: dict = field(default_factory=dict)
 
     def with_(self, **changes) -> "Settings":
