@@ -45,6 +45,12 @@ class Settings:
     top_k: int = 10
     max_pixels: int = 100_000_000  # decompression-bomb cap
     device: str = "auto"
+    # The web UI (`clipsearch ui`): loopback only unless another address is asked for explicitly.
+    ui_address: str = "127.0.0.1"
+    ui_port: int = 8501
+    upload_max_bytes: int = 20_000_000  # an upload larger than this is refused before decoding
+    upload_max_pixels: int = 50_000_000
+    thumbnail_px: int = 256  # longest side of the cached thumbnails
     extra: dict = field(default_factory=dict)
 
     def with_(self, **changes) -> "Settings":

@@ -42,3 +42,4 @@ def main():
 
 
 from . import core  # noqa: E402,F401  (registers its commands on main)
+from . import ui  # noqa: E402,F401  (registers `clipsearch ui`)
