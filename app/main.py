@@ -72,6 +72,7 @@ def results(query: Query, res: resources.Resources, k: int) -> None:
 
 
 def page(settings: Settings) -> None:
+    st.set_page_config(page_title="clipsearch", layout="wide")
     st.title("clipsearch")
     res = views.guarded(resources.load, index_dir(sys.argv[1:]), settings)
     if res is None:

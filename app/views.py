@@ -59,7 +59,7 @@ def index_panel(info: dict, identity_text: str) -> None:
     st.metric("Images", info["images"])
     roots = "\n".join(f"  {r}" for r in info["roots"]) or "  -"
     st.text(f"model: {identity_text}\nANN:   {info['ann']}\nroots:\n{roots}\n"
-            f"on disk: {info['bytes_on_disk'] / 1e6:.1f} MB\ndirectory: {info['index']}")
+            f"on disk: {info['bytes_on_disk'] / 1e6:.3g} MB\ndirectory: {info['index']}")
     failed = info.get("failed")
     if failed is None:
         st.caption("Files that could not be indexed are listed by `clipsearch index`.")
