@@ -23,7 +23,7 @@ from ui_support import ui_index  # noqa: F401  (a fixture)
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WAIT_MS = 120_000  # the first query loads the model on a busy 2-core machine
+WAIT_MS = int(os.environ.get("UI_WAIT_MS", 120_000))  # the first query loads the model on a busy 2-core machine
 RESULTS = "img[alt$='.png']"  # result thumbnails carry their file name as alt text
 
 
@@ -86,13 +86,22 @@ def _wait_healthy(url: str, proc, log: Path, timeout: float = 90) -> None:
 
 def _wait_results(page, title: str, first: str) -> list[str]:
     """Wait until the page shows `title` with a grid whose best result starts with `first`, nothing stale."""
-    page.get_by_text(title, exact=True).wait_for(timeout=WAIT_MS)
-    page.wait_for_function(
-        """([sel, first]) => {
-            const imgs = [...document.querySelectorAll(sel)];
-            return imgs.length > 0 && imgs[0].alt.startsWith(first) && imgs.every(i => i.complete)
-                && !document.querySelector('[data-stale="true"]');
-        }""", arg=[RESULTS, first], timeout=WAIT_MS)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(title, exact=True).wait_for(timeout=WAIT_MS)
+        page.wait_for_function(
+            """([sel, first]) => {
+                const imgs = [...document.querySelectorAll(sel)];
+                return imgs.length > 0 && imgs[0].alt.startsWith(first) && imgs.every(i => i.complete)
+                    && !document.querySelector('[data-stale="true"]');
+            }""", arg=[RESULTS, first], timeout=WAIT_MS)
+    except PlaywrightTimeout:
+        state = page.evaluate("""(sel) => ({
+            results: [...document.querySelectorAll(sel)].map(i => [i.alt, i.complete]),
+            stale: document.querySelectorAll('[data-stale="true"]').length,
+            text: document.body.innerText.slice(0, 1500)})""", RESULTS)
+        pytest.fail(f"waiting for {title!r} with {first}* first: the page shows {state}")
     return page.eval_on_selector_all(RESULTS, "imgs => imgs.map(i => i.alt)")
 
 
