@@ -123,13 +123,13 @@ def test_search_by_text_and_by_upload_in_a_real_browser(server, tmp_path, capsys
             box.wait_for(timeout=WAIT_MS)
             box.fill("a red circle")
             box.press("Enter")  # cold: loads the model and the index
-            assert _wait_results(page, "Images matching “a red circle”", "red_circle_")[1].startswith("red_circle_")
+            _wait_results(page, "Images matching “a red circle”", "red_circle_")
             box.fill("a blue square")
             start = time.perf_counter()
             box.press("Enter")
             names = _wait_results(page, "Images matching “a blue square”", "blue_square_")
             warm = time.perf_counter() - start
-            assert names[1].startswith("blue_square_") and len(names) == 10
+            assert len(names) == 10  # the best one is a blue square: _wait_results waited for it
             page.locator("input[type=file]").set_input_files(str(query_image))
             assert len(_wait_results(page, "Images like query.png", "green_triangle_")) == 10
             page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
