@@ -9,6 +9,7 @@ import numpy as np
 
 from clipsearch import InputError, Settings
 from clipsearch.errors import ImageError
+from clipsearch.files import display_path
 from clipsearch.image import open_upload
 
 from .resources import Resources
@@ -35,7 +36,8 @@ def upload_query(data: bytes, name: str, res: Resources, settings: Settings) -> 
 
 def like_query(hit_id: int, path: str, res: Resources) -> Query:
     """A query from an indexed image's stored vector."""
+    name = Path(display_path(path)).name
     ids, xb = res.index.images.vectors([hit_id])
     if not len(ids):
-        raise InputError(f"{Path(path).name} is no longer in the index: search again")
-    return Query(f"Images like {Path(path).name}", vector=xb[0], preview=res.thumbs.get(res.roots.resolve(path)))
+        raise InputError(f"{name} is no longer in the index: search again")
+    return Query(f"Images like {name}", vector=xb[0], preview=res.thumbs.get(res.roots.resolve(path)))

@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from clipsearch import Encoder, Index, Searcher, Settings, load_encoder, open_index
+from clipsearch.files import display_path
 from clipsearch.manifest import FILENAME
 from clipsearch.roots import Roots
 from clipsearch.thumbnail import THUMBNAIL_DIR, Thumbnails
@@ -22,7 +23,7 @@ class Resources:
     searcher: Searcher
     thumbs: Thumbnails
     roots: Roots
-    info: dict  # Index.info(), taken when the index was opened
+    info: dict  # Index.info() and the failed files, taken when the index was opened
 
 
 def load(root: Path, settings: Settings) -> Resources:
@@ -49,7 +50,10 @@ def _index(root: str, stamp: int) -> tuple[Index, dict]:
     # `stamp` is in the key so that a re-run of `clipsearch index` (which rewrites the manifest)
     # is picked up on the next rerun without restarting the app.
     idx = open_index(root)
-    return idx, idx.info()  # info() loads the ANN index now, not in the first query
+    info = idx.info()  # loads the ANN index now, not in the first query
+    info["failed"] = [{"path": display_path(f.path), "reason": f.reason}
+                      for f in sorted(idx.failures.all(), key=lambda f: f.path)]
+    return idx, info
 
 
 def _stamp(root: Path) -> int:

@@ -13,6 +13,7 @@ from typing import Callable
 import streamlit as st
 
 from clipsearch import ClipSearchError, Hit
+from clipsearch.files import display_path
 
 from . import zeroshot
 from .resources import Resources
@@ -45,14 +46,14 @@ def grid(hits: list[Hit], res: Resources, on_like: Callable[[int, str], None]) -
 
 
 def _cell(hit: Hit, res: Resources, on_like: Callable[[int, str], None]) -> None:
-    name = Path(hit.path).name
+    shown = display_path(hit.path)  # a name that isn't UTF-8 can't travel to the browser as it is
     try:
         data = res.thumbs.get(res.roots.resolve(hit.path))
     except ClipSearchError as e:
         st.warning(f"can't show this file: {e}")
     else:
-        st.image(data, caption=f"{hit.score:.3f}", alt=name, width="stretch")
-    st.text(hit.path)
+        st.image(data, caption=f"{hit.score:.3f}", alt=Path(shown).name, width="stretch")
+    st.text(shown)
     st.button("Similar", key=f"like-{hit.id}", on_click=on_like, args=(hit.id, hit.path),
               help="Search for images like this one")
 
@@ -64,10 +65,8 @@ def index_panel(info: dict, identity_text: str) -> None:
     roots = "\n".join(f"  {r}" for r in info["roots"]) or "  -"
     st.text(f"model: {identity_text}\nANN:   {info['ann']}\nroots:\n{roots}\n"
             f"on disk: {info['bytes_on_disk'] / 1e6:.3g} MB\ndirectory: {info['index']}")
-    failed = info.get("failed")
-    if failed is None:
-        st.caption("Files that could not be indexed are listed by `clipsearch index`.")
-    elif not failed:
+    failed = info["failed"]
+    if not failed:
         st.text("failed files: none")
     else:
         with st.expander(f"{len(failed)} files could not be indexed"):

@@ -119,7 +119,7 @@ def test_empty_index_says_how_to_fill_it(tiny_model, tmp_path, monkeypatch):
     assert views.EMPTY_INDEX in [i.value for i in at.info]
 
 
-def test_symlink_leading_out_of_the_indexed_folder_is_not_shown(tiny_model, shapes_dir, tmp_path, monkeypatch):
+def test_symlink_out_of_the_indexed_folder_is_hidden_and_failures_listed(tiny_model, shapes_dir, tmp_path, monkeypatch):
     inside, outside = tmp_path / "photos", tmp_path / "private"
     inside.mkdir(), outside.mkdir()
     for p in sorted(shapes_dir.glob("red_*.png")):
@@ -127,7 +127,9 @@ def test_symlink_leading_out_of_the_indexed_folder_is_not_shown(tiny_model, shap
     secret = outside / "secret.png"
     secret.write_bytes(next(shapes_dir.glob("red_circle_*.png")).read_bytes())
     os.symlink(secret, inside / "link.png")
+    (inside / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     at = _open(build_index(tmp_path / "index", tiny_model, [inside]), monkeypatch)
+    assert [e.label for e in at.sidebar.expander] == ["1 files could not be indexed"]
     _search(at, "a red circle")
     assert "link.png" not in _results(at) and len(_results(at)) == len(list(inside.glob("red_*.png")))
     assert not [t for t in at.main.text if "link.png" in t.value or "secret" in t.value]
