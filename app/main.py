@@ -101,4 +101,5 @@ def page(settings: Settings) -> None:
     views.guarded(results, query, res, k)
 
 
-page(Settings())
+if __name__ == "__main__":  # Streamlit runs the script as __main__; a spawned worker process
+    page(Settings())        # re-imports it as __mp_main__ and must not draw the page again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,12 @@ from ui_support import APP, build_index, ui_index  # noqa: F401  (ui_index is a 
 from app import query, views, zeroshot
 
 TIMEOUT = 120  # the first run loads the model on a busy 2-core machine
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module(monkeypatch):
+    """AppTest installs the page as sys.modules["__main__"]; put pytest's back for later tests."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
 
 
 @pytest.fixture
