@@ -5,19 +5,13 @@ Torch lives here and nowhere else; callers see numpy (N, D) float32, L2-normalis
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError, ModelError
-
-RANDOM = "random"  # explicit opt-in to untrained weights, for benchmarks only
-_HUB_HOST = ("huggingface.co", 443)
+from .weights import preprocess_overrides, pretrained_key, register, resolve_weights
 
 
 @dataclass(frozen=True)
@@ -123,8 +117,8 @@ def load_encoder(model: str, pretrained: str, device: str = "auto", batch_size: 
     """
     import open_clip
 
-    arch, model_key = _register(model)
-    weights, fingerprint, cfg = _weights(arch, pretrained)
+    arch, model_key = register(model)
+    weights, fingerprint, cfg = resolve_weights(arch, pretrained)
     device = _pick_device(device)
     if weights is None:
         import torch
@@ -132,7 +126,7 @@ def load_encoder(model: str, pretrained: str, device: str = "auto", batch_size: 
         torch.manual_seed(0)  # "random" must mean the same weights in every process
     try:
         net, _, _ = open_clip.create_model_and_transforms(
-            arch, pretrained=weights, device=device, **_preprocess_overrides(cfg))
+            arch, pretrained=weights, device=device, **preprocess_overrides(cfg))
     except Exception as e:  # open_clip raises bare RuntimeError/KeyError for bad files
         raise ModelError(f"could not load model {model!r} with weights {pretrained!r}: {e}. "
                          "Check that the weights file matches the architecture.") from e
@@ -142,7 +136,7 @@ def load_encoder(model: str, pretrained: str, device: str = "auto", batch_size: 
     size = pp["size"] if isinstance(pp["size"], int) else pp["size"][0]
     preprocess = Preprocess(size, tuple(pp["mean"]), tuple(pp["std"]),
                             pp.get("interpolation", "bicubic"), pp.get("resize_mode", "shortest"))
-    identity = ModelIdentity(model_key, _pretrained_key(pretrained), _embed_dim(net), fingerprint)
+    identity = ModelIdentity(model_key, pretrained_key(pretrained), _embed_dim(net), fingerprint)
     return Encoder(net, open_clip.get_tokenizer(arch), identity, preprocess, device,
                    batch_size or default_batch_size(device), mode)
 
@@ -187,108 +181,6 @@ def _quantise_linears(net) -> bool:
             warnings.simplefilter("ignore")
             net.visual = torch.ao.quantization.quantize_dynamic(net.visual, names, dtype=torch.qint8)
     return bool(names)
-
-
-def _register(model: str) -> tuple[str, str]:
-    """(architecture name for open_clip, key recorded in the index)."""
-    import open_clip
-
-    if model.endswith(".json"):
-        path = Path(model).expanduser().resolve()
-        if not path.is_file():
-            raise ModelError(f"model config {model} does not exist: pass an open_clip architecture "
-                             "name (e.g. ViT-B-32) or the path of a model-config JSON")
-        try:
-            json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise ModelError(f"model config {path} is not readable JSON: {e}") from e
-        open_clip.add_model_config(path)
-        return path.stem, str(path)
-    if model not in open_clip.list_models():
-        raise ModelError(f"unknown model {model!r}: run `clipsearch models` for presets, or pass an "
-                         "open_clip architecture name (open_clip.list_models()) or a config JSON path")
-    return model, model
-
-
-def _weights(arch: str, pretrained: str) -> tuple[str | None, str, dict]:
-    """(what open_clip's `pretrained=` gets, fingerprint, pretrained cfg) for a tag, a file or "random"."""
-    import open_clip
-
-    if pretrained == RANDOM:
-        return None, "", {}
-    path = Path(pretrained).expanduser()
-    if path.is_file():
-        return str(path.resolve()), _fingerprint(path), {}
-    cfg = open_clip.get_pretrained_cfg(arch, pretrained) if pretrained else {}
-    if not cfg:
-        if any(c in pretrained for c in "/\\.") or not pretrained:
-            raise ModelError(f"weights file {pretrained or '(none given)'} does not exist: pass an "
-                             f"existing file or a pretrained tag of {arch}")
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
-        raise ModelError(f"{pretrained!r} is not a pretrained tag of {arch} (known: {tags}); "
-                         "or pass the path of a weights file")
-    return _download(arch, pretrained, cfg), "", cfg
-
-
-def _download(arch: str, tag: str, cfg: dict) -> str:
-    """Path of the tag's weights in the Hugging Face cache, downloading them on first use."""
-    from open_clip.pretrained import download_pretrained
-
-    cached = _cached(cfg)
-    if cached:
-        return cached
-    how = (f"Connect to the internet once so clipsearch can download {arch}/{tag} into the "
-           "Hugging Face cache, or download the weights yourself and pass --pretrained FILE")
-    if not _hub_reachable():
-        raise ModelError(f"weights {arch}/{tag} are not in the local cache and huggingface.co "
-                         f"can't be reached. {how}")
-    try:
-        return download_pretrained(cfg)
-    except Exception as e:
-        raise ModelError(f"downloading weights {arch}/{tag} failed ({e}). {how}") from e
-
-
-def _cached(cfg: dict) -> str | None:
-    if not cfg.get("hf_hub"):
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
-    repo, filename = os.path.split(cfg["hf_hub"])
-    for name in [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
-        hit = try_to_load_from_cache(repo, name)
-        if isinstance(hit, str):
-            return hit
-    return None
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    # A quick probe spares offline users huggingface_hub's ~45 s of retries.
-    try:
-        socket.create_connection(_HUB_HOST, timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def _preprocess_overrides(cfg: dict) -> dict:
-    keys = {"mean": "image_mean", "std": "image_std", "interpolation": "image_interpolation",
-            "resize_mode": "image_resize_mode"}
-    return {arg: cfg[k] for k, arg in keys.items() if cfg.get(k)}
-
-
-def _pretrained_key(pretrained: str) -> str:
-    path = Path(pretrained).expanduser()
-    return str(path.resolve()) if path.is_file() else pretrained
-
-
-def _fingerprint(path: Path) -> str:
-    """Size + SHA-256 of the first and last MiB: cheap, and tells different weight files apart."""
-    size, h = path.stat().st_size, hashlib.sha256()
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        h.update(f.read(1 << 20))
-    return f"{size}:{h.hexdigest()[:16]}"
 
 
 def _embed_dim(net) -> int:

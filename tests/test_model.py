@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from clipsearch import ModelError, load_encoder
-from clipsearch import model as model_module
+from clipsearch import weights as weights_module
 
 
 def test_tiny_model_loads_with_identity(tiny_model):
@@ -35,8 +35,8 @@ def test_missing_weights_file(tiny_model, tmp_path):
 def test_offline_without_cache_says_what_to_do(monkeypatch, tmp_path):
     # The hub is the one edge tests can't reach: pretend it is down and the cache empty.
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(model_module, "_cached", lambda cfg: None)
-    monkeypatch.setattr(model_module, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(weights_module, "_cached", lambda cfg: None)
+    monkeypatch.setattr(weights_module, "_hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelError, match="--pretrained FILE") as e:
         load_encoder("ViT-B-32", "laion2b_s34b_b79k")
     assert "not in the local cache" in str(e.value)
