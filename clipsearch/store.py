@@ -48,9 +48,21 @@ class Store:
             raise IndexDirError(f"can't open the index store at {root}: {e}. "
                                 "Check the directory's permissions") from e
 
-    def table(self, name: str, dim: int):
-        """The table `name`, created empty for `dim`-d vectors when missing."""
-        return self._db.create_table(name, schema=image_schema(dim), exist_ok=True)
+    def table(self, name: str, dim: int, schema=None):
+        """The table `name`, created empty (`schema`, else the images') for `dim`-d vectors when missing."""
+        return self._db.create_table(name, schema=schema or image_schema(dim), exist_ok=True)
+
+    def names(self) -> list[str]:
+        """Names of the tables in the store."""
+        out, token = [], None
+        while True:
+            page = self._db.list_tables(page_token=token)
+            out += page.tables
+            if not (token := page.page_token):
+                return sorted(out)
+
+    def drop(self, name: str) -> None:
+        self._db.drop_table(name)
 
 
 class ImageTable:

@@ -42,3 +42,4 @@ def main():
 
 
 from . import core  # noqa: E402,F401  (registers its commands on main)
+from . import texts  # noqa: E402,F401  (index-texts, texts, classify)
