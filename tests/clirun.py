@@ -38,7 +38,7 @@ class Cli:
         """The one-line error of a run that must fail."""
         result = self(*args)
         assert result.exit_code != 0, result.output
-        assert result.output.strip().count("\n") == 0, result.output
+        assert [line.startswith("Error: ") for line in result.output.splitlines()].count(True) == 1, result.output
         return result.output
 
 
