@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import manifest as mf
-from .ann import AnnIndex, choose_spec
+from .ann import RERANK_FACTOR, AnnIndex, choose_spec
+from .ann import rerank as rerank_exact
 from .errors import IndexDirError, ModelError
 from .model import ModelIdentity
 from .store import IMAGES, ImageTable, Row, Store
@@ -61,37 +62,62 @@ class Index:
     # --- writing -------------------------------------------------------------------------
 
     def add(self, rows: list[Row], xb: np.ndarray) -> None:
-        """Append rows (their ids are assigned here) with their vectors; one table commit."""
+        """Append rows (their ids are assigned here) with their vectors: one table commit, and
+        the same vectors added to the ANN index in memory (saved by `sync_ann`)."""
         self._require_writable()
+        ann = self.ann()  # before the commit, so that loading it doesn't see a moved table
         start = self.images.max_id() + 1
         rows = [Row(start + i, r.path, r.size, r.mtime, r.width, r.height) for i, r in enumerate(rows)]
         self.images.add(rows, xb)
+        if rows:
+            ann.add(xb, np.array([r.id for r in rows], np.int64))
 
     def remove(self, ids) -> None:
         self._require_writable()
+        ann = self.ann()
         self.images.delete_ids(ids)
+        ann.remove(np.asarray(ids, np.int64))
 
     def add_roots(self, roots: list[str]) -> None:
         self.manifest.roots = sorted(set(self.manifest.roots) | set(roots))
         mf.write(self.root, self.manifest)
 
-    def sync_ann(self) -> None:
-        """Bring the ANN index up to the table's current version and save both atomically."""
+    def sync_ann(self) -> str | None:
+        """Save the ANN index for the table's current version (atomically, then the manifest).
+
+        Rebuilds it first when the collection outgrew what it was trained on; returns a
+        sentence saying so, else None.
+        """
         self._require_writable()
-        self._ann = self._build_ann()
-        self._ann.save(self.root / ANN_FILE)
-        self.manifest.ann = {"spec": self._ann.spec.to_dict(), "generation": self.images.version}
+        ann, note = self.ann(), None
+        if ann.needs_rebuild(len(ann)):
+            old = ann.spec.describe()
+            ann = self._ann = self._build_ann()
+            note = f"ANN index rebuilt for {len(ann)} images: {old} -> {ann.spec.describe()}"
+        ann.save(self.root / ANN_FILE)
+        self.manifest.ann = {"spec": ann.spec.to_dict(), "trained_on": ann.trained_on,
+                             "generation": self.images.version}
         mf.write(self.root, self.manifest)
+        return note
 
     # --- reading -------------------------------------------------------------------------
 
-    def search(self, xq: np.ndarray, k: int) -> list[list[Hit]]:
-        """(nq, D) float32 unit vectors -> per query the k best hits, best first."""
+    def search(self, xq: np.ndarray, k: int, nprobe: int | None = None,
+               rerank: int = RERANK_FACTOR) -> list[list[Hit]]:
+        """(nq, D) float32 unit vectors -> per query the k best hits, best first.
+
+        An approximate index gives `rerank`·k candidates, re-scored exactly with the full
+        vectors from the table, so the top k are exact among the candidates.
+        """
         ann = self.ann()
         k = min(k, len(ann))
         if k <= 0:
             return [[] for _ in range(len(xq))]
-        D, I = ann.search(np.ascontiguousarray(xq, np.float32), k)
+        xq = np.ascontiguousarray(xq, np.float32)
+        exact = ann.spec.kind == "flat" or rerank <= 1
+        D, I = ann.search(xq, k if exact else min(len(ann), rerank * k), nprobe)
+        if not exact:
+            D, I = rerank_exact(xq, I, self.images.vectors_of, k)
         rows = self.images.rows(np.unique(I[I >= 0]))
         return [[Hit(rows[i].path, float(d), int(i), rows[i].width, rows[i].height)
                  for d, i in zip(ds, ids) if i in rows] for ds, ids in zip(D, I)]
@@ -105,7 +131,8 @@ class Index:
     def info(self) -> dict:
         ann = self.ann()
         return {"index": str(self.root), "images": len(self), "model": self.identity.to_dict(),
-                "ann": ann.spec.describe(), "schema_version": self.manifest.schema_version,
+                "ann": ann.spec.describe(), "ann_spec": ann.spec.to_dict(),
+                "ann_trained_on": ann.trained_on, "schema_version": self.manifest.schema_version,
                 "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root)}
 
     def _load_ann(self) -> AnnIndex:
@@ -114,10 +141,10 @@ class Index:
                 return AnnIndex.load(self.root / ANN_FILE)
             except IndexDirError:
                 pass  # damaged file: the stored vectors are the truth, rebuild below
-        if self.writable:
+        self._ann = self._build_ann()
+        if self.writable:  # a reader never writes: it rebuilds in memory only
             self.sync_ann()
-            return self._ann
-        return self._build_ann()  # a reader never writes: rebuild in memory only
+        return self._ann
 
     def _build_ann(self) -> AnnIndex:
         ids, xb = self.images.vectors()

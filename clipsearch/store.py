@@ -115,6 +115,16 @@ class ImageTable:
         xb = t.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         return t.column("id").to_numpy().astype(np.int64), xb.reshape(-1, dim).astype(np.float32)
 
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), D) float32 vectors in the order of `ids`; zeros for ids no longer stored."""
+        found, xb = self.vectors(ids)
+        out = np.zeros((len(ids), xb.shape[1]), np.float32)
+        pos = {int(i): n for n, i in enumerate(found)}
+        for n, i in enumerate(ids):
+            if int(i) in pos:
+                out[n] = xb[pos[int(i)]]
+        return out
+
     def max_id(self) -> int:
         ids = self._query(None, ["id"]).column("id").to_numpy()
         return int(ids.max()) if len(ids) else -1
