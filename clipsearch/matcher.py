@@ -9,7 +9,7 @@ import numpy as np
 from .algebra import IMAGE, TEXT, Term, embed_query, kind_of, parse_query
 from .calibration import Calibrator
 from .errors import InputError
-from .index import Hit, Index
+from .index import Hit
 from .search import Searcher
 from .texts import TextCollection, TextHit
 
@@ -67,11 +67,5 @@ class Matcher:
         cos = np.array([h.score for h in row], np.float64)
         if over_texts:  # the query is the image
             return self.calibrator(cos, q).tolist()
-        return self.calibrator(cos, _image_vectors(self.searcher.index, [h.id for h in row])).tolist()
+        return self.calibrator(cos, self.searcher.index.images.vectors_of([h.id for h in row])).tolist()
 
-
-def _image_vectors(index: Index, ids: list[int]) -> np.ndarray:
-    """(len(ids), D) stored vectors in the order of `ids`."""
-    found, xb = index.images.vectors(ids)
-    pos = {int(i): n for n, i in enumerate(found)}
-    return xb[[pos[int(i)] for i in ids]] if ids else xb[:0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ann import AnnIndex, choose_spec
+from .ann import RERANK_FACTOR, AnnIndex, choose_spec, rerank
 from .errors import IndexDirError, InputError
 from .index import Index
 from .manifest import atomic_write
@@ -97,7 +97,12 @@ class TextCollection:
         k = min(k, len(ann))
         if k <= 0:
             return [[] for _ in range(len(xq))]
-        D, I = ann.search(np.ascontiguousarray(xq, np.float32), k)
+        xq = np.ascontiguousarray(xq, np.float32)
+        if ann.spec.kind == "flat":
+            D, I = ann.search(xq, k)
+        else:  # approximate: re-score RERANK_FACTOR·k candidates exactly with the stored vectors
+            _, cand = ann.search(xq, min(len(ann), RERANK_FACTOR * k))
+            D, I = rerank(xq, cand, self.table.vectors_of, k)
         texts = self.table.texts(np.unique(I[I >= 0]))
         return [[TextHit(texts[i], float(d), int(i)) for d, i in zip(ds, ids) if i in texts]
                 for ds, ids in zip(D, I)]
