@@ -134,3 +134,29 @@ def test_query_texts_without_collections_says_how_to_add_one(tiny_model, shapes_
 def _write(folder, name, lines):
     (folder / name).write_text("\n".join(lines) + "\n")
     return folder / name
+
+
+
+@pytest.mark.slow
+def test_large_collection_search_is_exact_after_rerank(tmp_path, monkeypatch):
+    """Past FLAT_MAX a collection gets IVF-PQ; its candidates are re-scored with the stored vectors."""
+    import clipsearch.ann as ann
+    from clipsearch import ModelIdentity, TextCollection, create_index
+    from clipsearch.store import Store
+
+    monkeypatch.setattr(ann, "FLAT_MAX", 1000)
+    index = create_index(tmp_path / "idx", ModelIdentity("m", "w", 16))
+    coll = TextCollection(index, "big", Store(index.root / "lance"), writable=True)
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((10_000, 16)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    coll.table.add_texts(np.arange(10_000), [f"t{i}" for i in range(10_000)], xb)
+    coll.sync_ann()
+    assert open_texts(open_index(index.root), "big").ann().spec.kind == "ivfpq"
+    xq = xb[:20] + 0.05 * rng.standard_normal((20, 16)).astype(np.float32)
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    hits = coll.search(xq, 5)
+    assert sum(row[0].text == f"t{i}" for i, row in enumerate(hits)) >= 18
+    for q, row in zip(xq, hits):  # re-ranked: exact cosines, best first
+        assert [h.score for h in row] == sorted((h.score for h in row), reverse=True)
+        np.testing.assert_allclose([h.score for h in row], xb[[h.id for h in row]] @ q, rtol=1e-5)
