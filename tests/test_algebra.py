@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch import Calibrator, InputError, Term, embed_query, load_encoder, parse_query
-from clirun import cli, image_of, shapes_index  # noqa: F401  (fixtures)
+from clipsearch import BACKGROUND_PROMPTS, Calibrator, InputError, Term, embed_query, load_encoder, parse_query
+from clirun import CAPTIONS, cli, image_of, shapes_index  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -102,20 +102,33 @@ def test_calibrated_score_formula(encoder):
     assert cal(np.array([0.3]), x)[0] == pytest.approx(expected, rel=1e-6)
 
 
-def test_min_score_keeps_the_matching_images(cli):
-    hits = cli.json("query", "a green triangle", "-k", "48")
-    assert all(0 < h["calibrated"] < 1 for h in hits)
-    kept = cli.json("query", "a green triangle", "-k", "48", "--min-score", "0.5")
-    assert {h["path"] for h in kept} == {h["path"] for h in hits if h["calibrated"] >= 0.5}
-    assert all(n.startswith("green_triangle") for n in _names(kept)) and len(kept) >= 1
-    assert any(h["calibrated"] < 0.5 for h in hits)
+@pytest.fixture
+def background(tmp_path):
+    """Calibration prompts from the tiny model's world (it never saw "a photo." or "an image.")."""
+    (tmp_path / "background.txt").write_text("\n".join(CAPTIONS))
+    return tmp_path / "background.txt"
 
 
-def test_min_score_means_the_same_across_queries(cli):
+def test_min_score_keeps_the_matching_images(cli, background):
+    hits = cli.json("query", "a green triangle", "-k", "48", "--background", background)
+    assert all(0 <= h["calibrated"] <= 1 for h in hits)
+    kept = cli.json("query", "a green triangle", "-k", "48", "--background", background, "--min-score", "0.9")
+    assert {h["path"] for h in kept} == {h["path"] for h in hits if h["calibrated"] >= 0.9}
+    assert kept and all(n.startswith("green_triangle") for n in _names(kept))
+    assert any(h["calibrated"] < 0.9 for h in hits)
+
+
+def test_min_score_means_the_same_across_queries(cli, background):
     """The same cutoff keeps each query's own matches, though raw cosines differ between queries."""
     for query, prefix in [("a yellow star", "yellow_star"), ("a blue circle", "blue_circle")]:
-        kept = _names(cli.json("query", query, "-k", "48", "--min-score", "0.5"))
+        kept = _names(cli.json("query", query, "-k", "48", "--min-score", "0.9", "--background", background))
         assert kept and all(n.startswith(prefix) for n in kept), (query, kept)
+
+
+def test_default_background_is_generic_photo_prompts(cli):
+    hits = cli.json("query", "a red circle", "-k", "3")
+    assert all(0 <= h["calibrated"] <= 1 for h in hits)
+    assert "a photo." in BACKGROUND_PROMPTS
 
 
 def test_min_score_refused_where_there_is_no_calibration(cli, shapes_dir):

@@ -44,22 +44,27 @@ def test_read_texts_says_what_to_fix(tmp_path, name, content, column, message):
 # --- collections ---------------------------------------------------------------------------------
 
 def test_image_ranks_its_caption_first(cli, shapes_dir):
-    images = [image_of(shapes_dir, colour, shape) for colour, shape in LABELS]
+    images = sorted(shapes_dir.glob("*.png"))  # several images at once, each answered on its own
     out = cli.json("query", *(a for p in images for a in ("--image", p)), "--texts", "-k", "3")
-    assert [o["results"][0]["text"] for o in out] == CAPTIONS
+    assert [o["query"] for o in out] == [str(p) for p in images]
+    truth = ["a " + p.name.rsplit("_", 1)[0].replace("_", " ") for p in images]
+    right = [o["results"][0]["text"] == t for o, t in zip(out, truth)]
+    assert sum(right) >= 0.9 * len(images), [(o["query"], o["results"][0]["text"]) for o in out]
     for o in out:
         scores = [h["score"] for h in o["results"]]
         assert scores == sorted(scores, reverse=True) and len(scores) == 3
-        assert 0.5 < o["results"][0]["calibrated"] < 1
+        assert all(0 <= h["calibrated"] <= 1 for h in o["results"])
 
 
-def test_several_images_at_once(cli, shapes_dir):
-    images = [image_of(shapes_dir, "green", "star"), image_of(shapes_dir, "blue", "circle")]
+def test_several_images_answer_as_one_each(cli, shapes_dir):
+    images = [image_of(shapes_dir, "green", "star"), image_of(shapes_dir, "blue", "circle", 1)]
+    one = [cli.json("query", "--image", p, "--texts", "captions", "-k", "2") for p in images]
     out = cli.json("query", "--image", images[0], "--image", images[1], "--texts", "captions", "-k", "2")
     assert [o["query"] for o in out] == [str(p) for p in images]
-    assert [o["results"][0]["text"] for o in out] == ["a green star", "a blue circle"]
-    plain = cli("query", "--image", images[0], "--image", images[1], "--texts", "-k", "1").output
-    assert plain.splitlines()[0] == f"== {images[0]}" and plain.splitlines()[1].endswith("  a green star")
+    assert [o["results"] for o in out] == one
+    plain = cli("query", "--image", images[0], "--image", images[1], "--texts", "-k", "1").output.splitlines()
+    assert plain[0] == f"== {images[0]}" and plain[1].endswith("  " + one[0][0]["text"])
+    assert plain[3] == f"== {images[1]}" and plain[4].endswith("  " + one[1][0]["text"])
 
 
 def test_reindexing_texts_encodes_only_new_ones(cli, tmp_path):

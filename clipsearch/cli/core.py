@@ -49,15 +49,17 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, quie
               help="Rank the texts of collection NAME (the only one when NAME is left out), not images.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None,
               help="Drop results whose calibrated score (0-1, text->images or image->texts) is lower.")
+@click.option("--background", type=click.Path(path_type=Path), default=None,
+              help="Prompts the calibrated score compares against, one a line [default: generic photo prompts].")
 @click.option("-k", "--top", type=int, default=Settings().top_k, show_default=True, help="How many results.")
 @index_option
 @model_option
 @pretrained_option
 @device_option
 @json_option
-def query(terms, images, texts, min_score, top, index_dir, model, pretrained, device, as_json):
+def query(terms, images, texts, min_score, background, top, index_dir, model, pretrained, device, as_json):
     """Search the index by TERMS (text, images, or a weighted sum of them), or by --image."""
-    from .. import Matcher, Searcher, Term, open_texts
+    from .. import BACKGROUND_PROMPTS, Calibrator, Matcher, Searcher, Term, open_texts, read_texts
     from ..algebra import IMAGE
 
     if bool(terms) == bool(images):
@@ -70,7 +72,8 @@ def query(terms, images, texts, min_score, top, index_dir, model, pretrained, de
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
     collection = None if texts is None else open_texts(searcher.index, texts or None)
     queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
-    found = Matcher(searcher).search(queries, top, collection, min_score)
+    calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
+    found = Matcher(searcher, calibrator).search(queries, top, collection, min_score)
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
     print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score))
 
