@@ -22,8 +22,9 @@ The query vector is the normalised weighted sum of the terms' normalised embeddi
 \b
 Calibrated score (JSON "calibrated", used by --min-score): for a text query over images or an
 image query over --texts, sigmoid(s*cos(image, text) - log mean_b exp(s*cos(image, b))) over
-generic prompts b ("a photo.", "an image." ...), s the model's logit scale: 0.5 means the text
-fits the image no better than "a photo" does; 0.9 keeps its meaning from query to query.
+generic prompts b ("a photo.", "an image." ...; --background FILE replaces them), s the model's
+logit scale: 0.5 means the text fits the image no better than "a photo" does; 0.9 keeps its
+meaning from query to query.
 """
 
 
