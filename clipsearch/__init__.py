@@ -13,7 +13,7 @@ from .batch import Batch, Decoded, Failure, decode_file, embed_decoded, embed_fi
 from .config import PRESETS, Settings, default_index_dir
 from .errors import ClipSearchError, ImageError, IndexDirError, InputError, ModelError
 from .index import Hit, Index, create_index, open_index
-from .indexing import Summary, add_paths
+from .indexing import Summary, add_paths, remove_paths
 from .model import Encoder, ModelIdentity, load_encoder
 from .search import Searcher
 from .algebra import Term, embed_query, parse_query
@@ -28,7 +28,7 @@ __all__ = [
     "Batch", "ClipSearchError", "Decoded", "Encoder", "Failure", "Hit", "ImageError", "Index",
     "IndexDirError", "InputError", "ModelError", "ModelIdentity", "PRESETS", "Searcher", "Settings",
     "Summary", "add_paths", "create_index", "decode_file", "default_index_dir", "embed_decoded",
-    "embed_files", "load_encoder", "open_index",
+    "embed_files", "load_encoder", "open_index", "remove_paths",
     # image -> text: text collections, zero-shot classification, query algebra, calibration
     "BACKGROUND_PROMPTS", "CLASSIFY_TEMPLATES", "Calibrator", "Classifier", "Match", "Matcher",
     "Prediction", "Term", "TextCollection", "TextHit", "TextSummary", "add_texts", "check_name",

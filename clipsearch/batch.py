@@ -8,14 +8,21 @@ so a distributed engine can map it over shards of a file list.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ImageError
+from .files import content_hash, stat_key
 from .image import FULL_SIZE, load_image, to_pixels
 from .model import Encoder, Preprocess
-from .store import Row
+from .store import Failure, Row
+
+
+#: Reason prefix of files that could not be opened: cheap to retry, and fixing permissions
+#: changes no mtime, so such failures are retried on every run.
+UNREADABLE = "can't read"
 
 
 @dataclass(frozen=True)
@@ -27,13 +34,13 @@ class Decoded:
 
 
 @dataclass(frozen=True)
-class Failure:
-    """A file that could not be indexed, and why."""
+class Hashed:
+    """A file's identity: (size, mtime) and content hash."""
 
     path: str
-    reason: str
-    size: int = -1
-    mtime: float = 0.0
+    size: int
+    mtime: float
+    hash: str
 
 
 @dataclass
@@ -46,18 +53,44 @@ class Batch:
 
 
 def decode_file(path: str, preprocess: Preprocess, max_pixels: int) -> Decoded | Failure:
-    """Decode one file for the model; never raises for a bad file."""
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        return Failure(path, f"can't stat: {e.strerror or e}")
+    """Decode one file for the model, with its content hash; never raises for a bad file.
+
+    A file that changes while it is read is a failure keyed by its old (size, mtime), so the
+    next run, seeing the new ones, tries it again.
+    """
+    hashed = hash_file(path)
+    if isinstance(hashed, Failure):
+        return hashed
     try:
         img = load_image(path, max_pixels=max_pixels, draft_size=preprocess.size)
         width, height = img.info.get(FULL_SIZE, img.size)
         pixels = to_pixels(img, preprocess.size, preprocess.resize_mode, preprocess.interpolation)
     except ImageError as e:
-        return Failure(path, str(e), st.st_size, st.st_mtime)
-    return Decoded(Row(-1, path, st.st_size, st.st_mtime, width, height), pixels)
+        return Failure(path, str(e), hashed.size, hashed.mtime)
+    if stat_key(path) != (hashed.size, hashed.mtime):
+        return Failure(path, "changed while being read: run `clipsearch index` again", hashed.size, hashed.mtime)
+    return Decoded(Row(-1, path, hashed.size, hashed.mtime, width, height, hashed.hash), pixels)
+
+
+def hash_file(path: str) -> Hashed | Failure:
+    """The file's (size, mtime) and content hash; a Failure saying why if it can't be read."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as e:
+        return failure(path, f"{UNREADABLE} (can't stat): {getattr(e, 'strerror', None) or e}")
+    if not stat.S_ISREG(st.st_mode):
+        return Failure(path, "not a regular file", st.st_size, st.st_mtime)
+    try:
+        digest = content_hash(path)
+    except OSError as e:
+        return failure(path, f"{UNREADABLE}: {e.strerror or e}")
+    return Hashed(path, st.st_size, st.st_mtime, digest)
+
+
+def failure(path: str, reason: str) -> Failure:
+    """A Failure for `path` keyed by its current (size, mtime), NO_STAT if it has none."""
+    size, mtime = stat_key(path)
+    return Failure(path, reason, size, mtime)
 
 
 def embed_decoded(items: list[Decoded | Failure], encoder: Encoder) -> Batch:

@@ -44,6 +44,8 @@ class Settings:
     workers: int = 0  # 0: one decode process per spare core
     top_k: int = 10
     max_pixels: int = 100_000_000  # decompression-bomb cap
+    file_timeout_s: float = 120.0  # per file, in a decoding process; past it the process is replaced
+    commit_every: int = 2048  # files per table commit: few fragments, little work lost to a crash
     device: str = "auto"
     extra: dict = field(default_factory=dict)
 

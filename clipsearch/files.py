@@ -1,13 +1,18 @@
-"""Finding image files under the folders a user names."""
+"""Finding image files under the folders a user names, and telling files apart (stat key, content hash)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import IMAGE_SUFFIXES
 from .errors import InputError
+
+#: (size, mtime) of a file that can't be stat'ed: failures keyed by it are retried once it can be.
+NO_STAT = (-1, 0.0)
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -22,7 +27,8 @@ def scan(roots: list[str | Path], suffixes=IMAGE_SUFFIXES) -> Scan:
     """Walk `roots` recursively (files given directly are taken as they are).
 
     InputError if a root doesn't exist. Symlinked directories are not followed (no loops);
-    unreadable directories are reported in `skipped`, not fatal.
+    unreadable directories are reported in `skipped`, not fatal. Paths that are not valid UTF-8
+    come back as os.fsdecode gives them (undecodable bytes as surrogate escapes).
     """
     out = Scan()
     for root in check_roots(roots):
@@ -45,7 +51,42 @@ def check_roots(roots) -> list[Path]:
     resolved = []
     for r in roots:
         p = Path(r).expanduser()
-        if not p.exists():
-            raise InputError(f"{r} does not exist: check the path")
+        try:
+            p.stat()
+        except OSError as e:
+            reason = "does not exist" if isinstance(e, FileNotFoundError) else f"can't be read ({e.strerror})"
+            raise InputError(f"{display_path(str(r))} {reason}: check the path") from e
         resolved.append(p.resolve())
     return resolved
+
+
+def under(path: str, folders) -> bool:
+    """Whether `path` is one of `folders` or inside one of them (by name, nothing resolved)."""
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def stat_key(path: str) -> tuple[int, float]:
+    """(size, mtime) of `path`, NO_STAT if it can't be stat'ed: a file changed when its key changes."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return NO_STAT
+    return st.st_size, st.st_mtime
+
+
+def content_hash(path: str) -> str:
+    """Hex BLAKE2b-128 of the file's bytes (OSError if it can't be read): recognises moved files."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def display_path(path: str) -> str:
+    """`path` as printable UTF-8: bytes that aren't valid UTF-8 are shown as \\xNN."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -11,7 +11,7 @@ otherwise it is rebuilt from the stored vectors (a crash between the two writes,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from .ann import RERANK_FACTOR, AnnIndex, choose_spec
 from .ann import rerank as rerank_exact
 from .errors import IndexDirError, ModelError
 from .model import ModelIdentity
-from .store import IMAGES, ImageTable, Row, Store
+from .store import IMAGES, FailureTable, ImageTable, Row, Store
 
 ANN_FILE = "images.faiss"
 
@@ -43,6 +43,7 @@ class Index:
     def __init__(self, root: Path, manifest: mf.Manifest, store: Store, writable: bool):
         self.root, self.manifest, self.writable = root, manifest, writable
         self.images = ImageTable(store.table(IMAGES, manifest.model.dim))
+        self.failures = FailureTable(store)  # files that could not be indexed, with why
         self._ann: AnnIndex | None = None
 
     @property
@@ -67,7 +68,7 @@ class Index:
         self._require_writable()
         ann = self.ann()  # before the commit, so that loading it doesn't see a moved table
         start = self.images.max_id() + 1
-        rows = [Row(start + i, r.path, r.size, r.mtime, r.width, r.height) for i, r in enumerate(rows)]
+        rows = [replace(r, id=start + i) for i, r in enumerate(rows)]
         self.images.add(rows, xb)
         if rows:
             ann.add(xb, np.array([r.id for r in rows], np.int64))
@@ -77,6 +78,12 @@ class Index:
         ann = self.ann()
         self.images.delete_ids(ids)
         ann.remove(np.asarray(ids, np.int64))
+
+    def reload(self) -> None:
+        """See what other processes committed: latest table version and manifest; ANN reloaded on use."""
+        self.images.refresh()
+        self.manifest = mf.read(self.root)
+        self._ann = None
 
     def add_roots(self, roots: list[str]) -> None:
         self.manifest.roots = sorted(set(self.manifest.roots) | set(roots))

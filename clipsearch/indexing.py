@@ -1,110 +1,185 @@
-"""Adding folders to an index: scan, work out what changed, decode, encode, commit in groups."""
+"""Adding folders to an index: scan, work out what changed, decode, encode, commit in groups.
+
+Crash safety: every step is one LanceDB commit and every order of them is safe to cut short.
+New rows go in before the rows they replace go out (a kill between leaves two rows of one path,
+and the next run keeps the newer); failure records are replaced whole; the ANN index is derived
+and rebuilt when its generation is behind the table. A killed run's committed groups stay, so
+the next run encodes only what is still missing.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .batch import Batch, Failure, decode_file, embed_decoded
+from .batch import Batch, decode_file, embed_decoded, hash_file
+from .changes import Changes, find_changes
 from .config import IMAGE_SUFFIXES, Settings
 from .errors import InputError
-from .files import scan
+from .files import Scan, display_path, scan, under
 from .index import Index
+from .lock import WriteLock
+from .manifest import SCHEMA_VERSION
 from .model import Encoder
+from .store import Failure
 
-COMMIT_EVERY = 2048  # images per table commit: few fragments, little work lost to a crash
+#: Compact the table (LanceDB optimize) once this many small fragments have piled up.
+COMPACT_AT = 64
+#: Save the ANN index at least this often during a long run, so readers needn't rebuild it.
+ANN_SYNC_EVERY_S = 600.0
 
 DecodeMap = Callable[[Callable, Iterable[str]], Iterator]
+Checkpoint = Callable[[str], None]
 
 
 @dataclass
 class Summary:
     """What an indexing run did."""
 
-    indexed: int = 0
-    unchanged: int = 0
+    new: int = 0
+    changed: int = 0
+    moved: int = 0
     removed: int = 0
-    failed: list[Failure] = field(default_factory=list)
+    unchanged: int = 0
+    failed: list[Failure] = field(default_factory=list)  # this run's failures
+    known_failed: int = 0  # failed on an earlier run and not changed since: not retried
     skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def indexed(self) -> int:
+        """Files encoded by this run."""
+        return self.new + self.changed
 
     @property
     def images_per_s(self) -> float:
         return self.indexed / self.seconds if self.seconds > 0 else 0.0
 
-
-@dataclass
-class Plan:
-    todo: list[str]  # new or changed files, to encode
-    changed_ids: list[int]  # rows of changed files, replaced by their new rows
-    gone_ids: list[int]  # rows of files no longer on disk
-    unchanged: int
-
-
-def plan(index: Index, paths: list[str], roots: list[str]) -> Plan:
-    """Compare files on disk (size, mtime) with the index's rows under `roots`."""
-    known = {r.path: r for r in index.images.all_rows()}
-    todo, changed, unchanged = [], [], 0
-    for p in paths:
-        row = known.pop(p, None)
-        try:
-            st = os.stat(p)
-        except OSError:
-            st = None  # vanished since the scan: its decode will record why
-        if row is not None and st is not None and (row.size, row.mtime) == (st.st_size, st.st_mtime):
-            unchanged += 1
-            continue
-        if row is not None:
-            changed.append(row.id)
-        todo.append(p)
-    under = tuple(r.rstrip(os.sep) + os.sep for r in roots)
-    gone = [r.id for r in known.values() if r.path.startswith(under) or r.path in roots]
-    return Plan(todo, changed, gone, unchanged)
+    def to_dict(self) -> dict:
+        """JSON-ready; paths that are not valid UTF-8 shown with \\xNN escapes."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("failed", "skipped_dirs", "seconds")}
+        return d | {
+            "indexed": self.indexed, "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.images_per_s, 2),
+            "failed": [{"path": display_path(f.path), "reason": f.reason} for f in self.failed],
+            "skipped_dirs": [{"path": display_path(p), "reason": r} for p, r in self.skipped_dirs]}
 
 
 def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settings = Settings(), *,
-              decode_map: DecodeMap = map, on_progress: Callable[[int, int], None] | None = None) -> Summary:
+              decode_map: DecodeMap = map, on_progress: Callable[[int, int], None] | None = None,
+              checkpoint: Checkpoint = lambda stage: None) -> Summary:
     """Index the images under `roots` (new and changed files only) and bring the ANN index up to date.
 
-    `decode_map(fn, paths)` is how files are decoded: the built-in `map` here, a process pool's
-    `imap` in the indexer. `on_progress(done, total)` is called after each batch.
+    `decode_map(fn, paths)` is how files are decoded and hashed: the built-in `map` here, a guarded
+    process pool in the indexer. `on_progress(done, total)` is called after each batch;
+    `checkpoint(stage)` after each commit (a hook for fault-injection tests). IndexDirError if
+    another process is writing to the index.
     """
     start = time.perf_counter()
     index.check_model(encoder.identity)
     found = scan(roots)
-    if not found.paths:
-        raise InputError(f"no image files found under {', '.join(map(str, roots))} (looked for "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))}): check the folder")
     resolved = [str(os.path.realpath(r)) for r in roots]
-    work = plan(index, found.paths, resolved)
-    summary = Summary(unchanged=work.unchanged, skipped_dirs=found.skipped)
-    decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
-    pending = Batch([], np.zeros((0, encoder.dim), np.float32), [])
-    for items in _chunks(decode_map(decode, work.todo), encoder.batch_size):
-        _extend(pending, embed_decoded(items, encoder))
-        if len(pending.rows) >= COMMIT_EVERY:
-            _commit(index, pending, summary)
-        if on_progress:
-            on_progress(summary.indexed + len(pending.rows) + len(summary.failed) + len(pending.failures),
-                        len(work.todo))
-    _commit(index, pending, summary)
-    index.remove(work.changed_ids + work.gone_ids)
-    summary.removed = len(work.gone_ids)
-    index.sync_ann()
-    index.add_roots(resolved)
+    with WriteLock(index.root):
+        index.reload()
+        if index.images.upgrade() or index.manifest.schema_version < SCHEMA_VERSION:
+            index.manifest.schema_version = SCHEMA_VERSION  # written with the roots at the end
+        work = _plan(index, found, resolved, functools.partial(decode_map, hash_file))
+        summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
+                          skipped_dirs=found.skipped)
+        summary.removed = _relink(index, work, checkpoint)
+        decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
+        _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
+                on_progress, checkpoint)
+        if index.images.fragments() >= COMPACT_AT:
+            index.images.compact()
+            checkpoint("compacted")
+        index.sync_ann()
+        index.add_roots(resolved)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _commit(index: Index, pending: Batch, summary: Summary) -> None:
+def remove_paths(index: Index, paths: list[str]) -> int:
+    """Remove the rows and failure records of files at or under `paths`; how many rows went.
+
+    InputError if nothing in the index is there. The files themselves are not touched.
+    """
+    targets = sorted({t for p in paths for t in (os.path.abspath(os.path.expanduser(p)),
+                                                  os.path.realpath(os.path.expanduser(p)))})
+    with WriteLock(index.root):
+        index.reload()
+        ids = [r.id for r in index.images.all_rows() if under(r.path, targets)]
+        failures = index.failures.all()
+        kept = [f for f in failures if not under(f.path, targets)]
+        if not ids and len(kept) == len(failures):
+            raise InputError(f"nothing in the index is at or under {', '.join(map(display_path, paths))}: "
+                             "`clipsearch info` lists the indexed folders")
+        index.remove(ids)
+        if len(kept) < len(failures):
+            index.failures.replace(kept)
+        index.manifest.roots = [r for r in index.manifest.roots if not under(r, targets)]
+        index.sync_ann()  # writes the manifest too
+    return len(ids)
+
+
+def _plan(index: Index, found: Scan, roots: list[str], hash_many) -> Changes:
+    rows = index.images.all_rows()
+    if not found.paths and not any(under(r.path, roots) for r in rows):
+        raise InputError(f"no image files found under {', '.join(map(display_path, roots))} (looked for "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))}): check the folder")
+    return find_changes(rows, index.failures.all(), found, roots, hash_many)
+
+
+def _relink(index: Index, work: Changes, checkpoint: Checkpoint) -> int:
+    """Moved and touched files under their new metadata, then gone and stale rows out; how many went."""
+    if work.relinked:
+        index.add(work.relinked, index.images.vectors_of(np.asarray(work.relinked_from, np.int64)))
+        checkpoint("relinked")
+    index.remove(work.relinked_from + work.gone + work.stale)
+    if work.failures_dropped:
+        index.failures.replace(list(work.failures.values()))  # without retried and gone files
+    checkpoint("cleaned")
+    return len(work.gone)
+
+
+def _encode(index: Index, encoder: Encoder, work: Changes, summary: Summary, decoded: Iterator,
+            commit_every: int, on_progress, checkpoint: Checkpoint) -> None:
+    """Encode `decoded` in batches; commit every `commit_every` files, and once at the end."""
+    pending, done, last_sync = Batch([], np.zeros((0, encoder.dim), np.float32), []), 0, time.monotonic()
+    for items in _chunks(decoded, encoder.batch_size):
+        _extend(pending, embed_decoded(items, encoder))
+        done += len(items)
+        if len(pending.rows) + len(pending.failures) >= commit_every:
+            _commit(index, pending, work, summary, checkpoint)
+        if time.monotonic() - last_sync > ANN_SYNC_EVERY_S:
+            index.sync_ann()
+            last_sync = time.monotonic()
+        if on_progress:
+            on_progress(done, len(work.todo))
+    _commit(index, pending, work, summary, checkpoint)
+
+
+def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
+    """One group: new rows in, failure records replaced, then the rows they supersede out."""
+    if not pending.rows and not pending.failures:
+        return
     index.add(pending.rows, pending.vectors)
-    summary.indexed += len(pending.rows)
+    checkpoint("added")
+    if pending.failures:
+        work.failures |= {f.path: f for f in pending.failures}
+        index.failures.replace(list(work.failures.values()))
+        checkpoint("failures")
+    paths = [r.path for r in pending.rows] + [f.path for f in pending.failures]
+    index.remove([work.replaced[p] for p in paths if p in work.replaced])
+    checkpoint("removed")
+    summary.changed += sum(r.path in work.replaced for r in pending.rows)
+    summary.new += sum(r.path not in work.replaced for r in pending.rows)
     summary.failed += pending.failures
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]

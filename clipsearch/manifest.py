@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import IndexDirError
 from .model import ModelIdentity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: content hash + raw path columns, failures table
 FILENAME = "manifest.json"
 
 

@@ -49,6 +49,7 @@ def test_fast_path_matches_open_clip_preprocess(encoder, shapes_dir, tiny_model)
     open_clip.add_model_config(tiny_model.config)
     net, _, preprocess = open_clip.create_model_and_transforms(
         tiny_model.config.stem, pretrained=str(tiny_model.weights))
+    net.eval()  # BatchNorm in the image tower
     with torch.no_grad():
         ref = net.encode_image(preprocess(Image.open(path).convert("RGB"))[None]).float()
     ref = torch.nn.functional.normalize(ref, dim=-1).numpy()[0]

@@ -10,6 +10,7 @@ import click
 from ..config import DEFAULT_PRESET, PRESETS, Settings
 from ..errors import InputError
 from . import main
+from .maintenance import print_failures
 from .matches import QUERY_GRAMMAR, print_matches
 from .options import (device_option, index_option, index_root, json_option, load_model, model_option,
                       pretrained_option)
@@ -23,9 +24,13 @@ from .options import (device_option, index_option, index_root, json_option, load
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Decoding processes [default: cores - 1].")
+@click.option("--file-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help=f"Seconds one file may take to decode [default: {Settings().file_timeout_s:g}].")
+@click.option("--commit-every", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
-def index(paths, index_dir, model, pretrained, device, batch_size, workers, quiet, as_json):
+def index(paths, index_dir, model, pretrained, device, batch_size, workers, file_timeout, commit_every,
+          quiet, as_json):
     """Index the images in PATHS (folders are walked recursively)."""
     from .. import create_index
     from ..files import check_roots
@@ -34,7 +39,8 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, quie
     check_roots(paths)  # before the (slow) model load
     root = index_root(index_dir)
     _refuse_index_inside(root, paths)
-    settings = Settings().with_(batch_size=batch_size, workers=workers, device=device)
+    settings = Settings().with_(batch_size=batch_size, workers=workers, device=device,
+                                file_timeout_s=file_timeout, commit_every=commit_every)
     encoder = load_model(root, model, pretrained, settings)  # by default the index's own model
     idx = create_index(root, encoder.identity)
     summary = indexer.run(idx, encoder, [str(p) for p in paths], settings, progress=not quiet and not as_json)
@@ -80,11 +86,14 @@ def query(terms, images, texts, min_score, background, top, index_dir, model, pr
 
 @main.command()
 @index_option
+@click.option("--failed", is_flag=True, help="List the files that could not be indexed, with why.")
 @json_option
-def info(index_dir, as_json):
+def info(index_dir, failed, as_json):
     """What the index holds: image count, model, ANN index, size on disk."""
     from .. import open_index
 
+    if failed:
+        return print_failures(open_index(index_root(index_dir)), as_json)
     d = open_index(index_root(index_dir)).info()
     if as_json:
         click.echo(json.dumps(d, indent=2))
@@ -130,22 +139,18 @@ def _refuse_index_inside(root: Path, paths) -> None:
 
 def _print_summary(s, idx, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({
-            "indexed": s.indexed, "unchanged": s.unchanged, "removed": s.removed,
-            "failed": [{"path": f.path, "reason": f.reason} for f in s.failed],
-            "skipped_dirs": [{"path": p, "reason": r} for p, r in s.skipped_dirs],
-            "seconds": round(s.seconds, 3), "images_per_s": round(s.images_per_s, 2),
-            "total": len(idx), "index": str(idx.root)}, indent=2))
+        click.echo(json.dumps(s.to_dict() | {"total": len(idx), "index": str(idx.root)}, indent=2))
         return
-    for f in s.failed[:20]:
-        click.echo(f"skipped {f.path}: {f.reason}", err=True)
+    d = s.to_dict()
+    for f in d["failed"][:20]:
+        click.echo(f"skipped {f['path']}: {f['reason']}", err=True)
     if len(s.failed) > 20:
-        click.echo(f"… and {len(s.failed) - 20} more skipped files (see --json)", err=True)
-    for p, r in s.skipped_dirs:
-        click.echo(f"skipped folder {p}: {r}", err=True)
-    click.echo(f"indexed {s.indexed}, unchanged {s.unchanged}, removed {s.removed}, "
-               f"skipped {len(s.failed)} in {s.seconds:.1f} s ({s.images_per_s:.1f} images/s); "
-               f"{len(idx)} images in {idx.root}")
+        click.echo(f"… and {len(s.failed) - 20} more skipped files (see `clipsearch info --failed`)", err=True)
+    for p in d["skipped_dirs"]:
+        click.echo(f"skipped folder {p['path']}: {p['reason']}", err=True)
+    click.echo(f"new {s.new}, changed {s.changed}, moved {s.moved}, removed {s.removed}, unchanged "
+               f"{s.unchanged}, failed {len(s.failed) + s.known_failed} in {s.seconds:.1f} s "
+               f"({s.images_per_s:.1f} images/s); {len(idx)} images in {idx.root}")
 
 
 def _human_bytes(n: int) -> str:

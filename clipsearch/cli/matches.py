@@ -7,6 +7,8 @@ from dataclasses import asdict
 
 import click
 
+from ..files import display_path
+
 QUERY_GRAMMAR = """\b
 Query algebra: TERMS are texts and images joined by + and - (each a word of its own), each
 with an optional weight:
@@ -42,12 +44,12 @@ def print_matches(labels: list[str], found: list[list], as_json: bool, empty: st
     if as_json:
         rows = [[match_dict(m) for m in ms] for ms in found]
         out = rows[0] if len(rows) == 1 else [{"query": q, "results": r} for q, r in zip(labels, rows)]
-        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(out, indent=2))
         return
     for n, (label, matches) in enumerate(zip(labels, found)):
         if len(found) > 1:
-            click.echo(f"{chr(10) if n else ''}== {label}")
+            click.echo(f"{chr(10) if n else ''}== {display_path(label)}")
         if not matches:
             click.echo(empty, err=True)
         for m in matches:
-            click.echo(f"{m.hit.score:.4f}  {getattr(m.hit, 'path', None) or m.hit.text}")
+            click.echo(f"{m.hit.score:.4f}  {display_path(m.hit.path) if hasattr(m.hit, 'path') else m.hit.text}")

@@ -12,6 +12,7 @@ import click
 
 from ..config import Settings
 from ..errors import InputError
+from ..files import display_path
 from . import main
 from .options import device_option, index_option, index_root, json_option, load_model, model_option, pretrained_option
 
@@ -135,12 +136,11 @@ def _print_predictions(results: list, labels: list[str], top: int, as_json: bool
     done = [r for r in results if isinstance(r, Prediction)]
     failed = [r for r in results if not isinstance(r, Prediction)]
     for f in [] if as_json else failed:
-        click.echo(f"skipped {f.path}: {f.reason}", err=True)
+        click.echo(f"skipped {display_path(f.path)}: {f.reason}", err=True)
     if as_json:
         click.echo(json.dumps([{"path": r.path, "label": r.label, "probability": round(r.probability, 6),
                                 "probs": {k: round(v, 6) for k, v in r.probs.items()}} for r in done]
-                              + [{"path": f.path, "error": f.reason} for f in failed], indent=2,
-                              ensure_ascii=False))
+                              + [{"path": f.path, "error": f.reason} for f in failed], indent=2))
     elif as_csv:
         buf = io.StringIO()
         out = csv.writer(buf, lineterminator="\n")
@@ -149,10 +149,10 @@ def _print_predictions(results: list, labels: list[str], top: int, as_json: bool
                       for r in done)
         click.echo(buf.getvalue(), nl=False)
     else:
-        width = max((len(r.path) for r in done), default=0)
+        width = max((len(display_path(r.path)) for r in done), default=0)
         for r in done:
             best = list(r.probs.items())[:top]
-            click.echo(f"{r.path:{width}s}  " + "  ".join(f"{p:.3f} {k}" for k, p in best))
+            click.echo(f"{display_path(r.path):{width}s}  " + "  ".join(f"{p:.3f} {k}" for k, p in best))
     if not done:
         raise click.ClickException("no image could be classified: see the reasons above")
 

@@ -1,0 +1,111 @@
+"""What changed on disk since the last run: new, changed, moved, touched, gone and known-bad files.
+
+(size, mtime) decides first. Only where it can't, a content hash does: a same-path file of the same
+size but another mtime (touched, or edited in place), and a new file as big as a gone one (moved?).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .batch import UNREADABLE, Hashed
+from .files import Scan, stat_key, under
+from .store import Failure, Row
+
+HashMany = Callable[[list[str]], Iterable]  # paths -> Hashed | Failure per path, any order
+
+
+@dataclass
+class Changes:
+    """The work of one run, worked out before any of it is done."""
+
+    todo: list[str] = field(default_factory=list)  # new or changed files: decode and encode
+    replaced: dict[str, int] = field(default_factory=dict)  # changed file -> id of its old row
+    relinked: list[Row] = field(default_factory=list)  # moved or touched: old vector, new metadata
+    relinked_from: list[int] = field(default_factory=list)  # the rows `relinked` replace
+    gone: list[int] = field(default_factory=list)  # rows of files no longer on disk
+    stale: list[int] = field(default_factory=list)  # older duplicate rows of one path
+    moved: int = 0
+    unchanged: int = 0
+    known_failed: list[Failure] = field(default_factory=list)  # failed before, not changed since
+    failures: dict[str, Failure] = field(default_factory=dict)  # failure records still true
+    failures_dropped: int = 0  # records no longer true (file gone, or to be retried)
+
+
+def find_changes(rows: list[Row], failures: list[Failure], found: Scan, roots: list[str],
+                 hash_many: HashMany) -> Changes:
+    """Compare the files `found` under `roots` with the stored `rows` and `failures`."""
+    current, out = _latest_per_path(rows), Changes()
+    out.stale = [r.id for r in rows if current[r.path].id != r.id]
+    bad = {f.path: f for f in failures}
+    kept = [p for p, _ in found.skipped]  # unreadable folders: what was indexed there stays
+    suspects, new = {}, []
+    for p in found.paths:
+        key, row = stat_key(p), current.pop(p, None)
+        if row is not None and (row.size, row.mtime) == key:
+            out.unchanged += 1
+        elif row is None and _still_bad(bad.get(p), key):
+            out.known_failed.append(bad[p])
+        elif row is not None and row.hash and row.size == key[0]:
+            suspects[p] = row
+        elif row is not None:
+            out.replaced[p] = row.id
+        else:
+            new.append((p, key[0]))
+    gone = {r.id: r for r in current.values() if under(r.path, roots) and not under(r.path, kept)}
+    _match_hashes(out, suspects, new, gone, hash_many)
+    out.gone = sorted(gone)
+    out.todo = sorted(out.todo + list(out.replaced))
+    out.failures = {f.path: f for f in failures if not under(f.path, roots) or under(f.path, kept)}
+    out.failures |= {f.path: f for f in out.known_failed}
+    out.failures_dropped = len(bad) - len(out.failures)
+    return out
+
+
+def _match_hashes(out: Changes, suspects: dict[str, Row], new: list[tuple[str, int]],
+                  gone: dict[int, Row], hash_many: HashMany) -> None:
+    """Hash only what (size, mtime) can't settle; relink what matches, queue the rest for encoding."""
+    sizes = {r.size for r in gone.values() if r.hash}
+    hashes = {h.path: h for h in hash_many(list(suspects) + [p for p, size in new if size in sizes])
+              if isinstance(h, Hashed)}
+    by_hash: dict[str, list[Row]] = {}
+    for r in sorted(gone.values(), key=lambda r: r.id):
+        if r.hash:
+            by_hash.setdefault(r.hash, []).append(r)
+    for p, row in suspects.items():
+        h = hashes.get(p)
+        if h is not None and h.hash == row.hash:
+            _relink(out, row, h)  # touched: same bytes, new mtime
+            out.unchanged += 1
+        else:
+            out.replaced[p] = row.id
+    for p, _ in new:
+        h = hashes.get(p)
+        twins = by_hash.get(h.hash) if h is not None else None
+        if twins:
+            _relink(out, gone.pop(twins.pop().id), h)
+            out.moved += 1
+        else:
+            out.todo.append(p)
+
+
+def _relink(out: Changes, old: Row, h: Hashed) -> None:
+    out.relinked.append(Row(-1, h.path, h.size, h.mtime, old.width, old.height, old.hash))
+    out.relinked_from.append(old.id)
+
+
+def _latest_per_path(rows: list[Row]) -> dict[str, Row]:
+    """path -> its newest row: a run killed between adding a changed file's row and deleting the
+    old one leaves two, and the newer one holds the file's newer content."""
+    latest: dict[str, Row] = {}
+    for r in rows:
+        if r.path not in latest or r.id > latest[r.path].id:
+            latest[r.path] = r
+    return latest
+
+
+def _still_bad(f: Failure | None, key: tuple[int, float]) -> bool:
+    """A recorded failure holds while the file is unchanged; unreadable files are always retried
+    (cheap, and fixing permissions changes no mtime)."""
+    return f is not None and (f.size, f.mtime) == key and not f.reason.startswith(UNREADABLE)

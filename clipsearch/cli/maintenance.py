@@ -1,0 +1,46 @@
+"""Keeping an index tidy: `remove`, and the failed-files listing of `info --failed`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from . import main
+from .options import index_option, index_root, json_option
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@index_option
+@json_option
+def remove(paths, index_dir, as_json):
+    """Remove PATHS (files, or folders with everything under them) from the index.
+
+    The files themselves are not touched; `clipsearch index` on a folder above them adds them back.
+    """
+    from .. import open_index
+    from ..indexing import remove_paths
+
+    idx = open_index(index_root(index_dir), writable=True)
+    n = remove_paths(idx, [os.fspath(p) for p in paths])
+    if as_json:
+        click.echo(json.dumps({"removed": n, "total": len(idx), "index": str(idx.root)}, indent=2))
+    else:
+        click.echo(f"removed {n} images; {len(idx)} images in {idx.root}")
+
+
+def print_failures(idx, as_json: bool) -> None:
+    """The files that could not be indexed: "path: reason", or JSON with their size and mtime."""
+    from ..files import display_path
+
+    failures = sorted(idx.failures.all(), key=lambda f: f.path)
+    if as_json:
+        click.echo(json.dumps([{"path": display_path(f.path), "reason": f.reason, "size": f.size,
+                                "mtime": f.mtime} for f in failures], indent=2))
+        return
+    for f in failures:
+        click.echo(f"{display_path(f.path)}: {f.reason}")
+    click.echo(f"{len(failures)} files could not be indexed; they are retried when they change", err=True)
