@@ -110,10 +110,8 @@ def _indexed(root: Path, encoder, classifier) -> list:
 
 
 def _files(paths, encoder, classifier, settings: Settings) -> list:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from indexer.pipeline import bounded_map, default_workers
+    """Predictions for the image files under `paths`, decoded in worker processes as `index` does."""
+    from indexer.pipeline import decoding_pool, default_workers, guarded_map
 
     from .. import classify_files
     from ..files import scan
@@ -124,10 +122,10 @@ def _files(paths, encoder, classifier, settings: Settings) -> list:
     workers = min(settings.workers or default_workers(), len(found.paths))
     if workers <= 1:
         return list(classify_files(found.paths, encoder, classifier, settings.max_pixels))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with decoding_pool(workers) as pool:
         window = max(4 * encoder.batch_size, 8 * workers)
-        return list(classify_files(found.paths, encoder, classifier, settings.max_pixels,
-                                   decode_map=lambda fn, xs: bounded_map(pool, fn, xs, window)))
+        return list(classify_files(found.paths, encoder, classifier, settings.max_pixels, decode_map=lambda fn, xs:
+                                   guarded_map(pool, fn, xs, window, settings.file_timeout_s)))
 
 
 def _print_predictions(results: list, labels: list[str], top: int, as_json: bool, as_csv: bool) -> None:
