@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Callable, Iterable, Iterator
@@ -150,19 +151,33 @@ def _relink(index: Index, work: Changes, checkpoint: Checkpoint) -> int:
 
 def _encode(index: Index, encoder: Encoder, work: Changes, summary: Summary, decoded: Iterator,
             commit_every: int, on_progress, checkpoint: Checkpoint) -> None:
-    """Encode `decoded` in batches; commit every `commit_every` files, and once at the end."""
+    """Encode `decoded` in batches; commit every `commit_every` files, and once at the end.
+
+    Commits and ANN syncs run in one writer thread, in order and one at a time, while the encoder
+    goes on with the next batch: table writes stay off its critical path.
+    """
     pending, done, last_sync = Batch([], np.zeros((0, encoder.dim), np.float32), []), 0, time.monotonic()
-    for items in _chunks(decoded, encoder.batch_size):
-        _extend(pending, embed_decoded(items, encoder))
-        done += len(items)
-        if len(pending.rows) + len(pending.failures) >= commit_every:
-            _commit(index, pending, work, summary, checkpoint)
-        if time.monotonic() - last_sync > ANN_SYNC_EVERY_S:
-            index.sync_ann()
-            last_sync = time.monotonic()
-        if on_progress:
-            on_progress(done, len(work.todo))
-    _commit(index, pending, work, summary, checkpoint)
+    with ThreadPoolExecutor(1, thread_name_prefix="clipsearch-writer") as writer:
+        write = None
+        for items in _chunks(decoded, encoder.batch_size):
+            _extend(pending, embed_decoded(items, encoder))
+            done += len(items)
+            if len(pending.rows) + len(pending.failures) >= commit_every:
+                write = _hand_over(writer, write, _commit, index, pending, work, summary, checkpoint)
+                pending = Batch([], pending.vectors[:0], [])
+            if time.monotonic() - last_sync > ANN_SYNC_EVERY_S:
+                write = _hand_over(writer, write, index.sync_ann)
+                last_sync = time.monotonic()
+            if on_progress:
+                on_progress(done, len(work.todo))
+        _hand_over(writer, write, _commit, index, pending, work, summary, checkpoint).result()
+
+
+def _hand_over(writer: Executor, last: Future | None, fn: Callable, *args) -> Future:
+    """`fn(*args)` in the writer thread once its previous job is done; that job's error surfaces here."""
+    if last is not None:
+        last.result()
+    return writer.submit(fn, *args)
 
 
 def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:

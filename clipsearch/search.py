@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .errors import ImageError, InputError
 from .image import load_image, to_pixels
@@ -42,5 +43,9 @@ class Searcher:
             img = load_image(path, max_pixels=self.max_pixels)
         except ImageError as e:
             raise InputError(f"can't use {path} as a query image: {e}") from e
+        return self.embed(img)
+
+    def embed(self, img: Image.Image) -> np.ndarray:
+        """(D,) float32 unit vector of a decoded RGB image (e.g. from `image.open_upload`)."""
         p = self.encoder.preprocess
         return self.encoder.encode_pixels(to_pixels(img, p.size, p.resize_mode, p.interpolation)[None])[0]

@@ -51,7 +51,7 @@ def test_fast_path_matches_open_clip_preprocess(encoder, shapes_dir, tiny_model)
         tiny_model.config.stem, pretrained=str(tiny_model.weights))
     net.eval()  # BatchNorm in the image tower
     with torch.no_grad():
-        ref = net.encode_image(preprocess(Image.open(path).convert("RGB"))[None]).float()
+        ref = net.eval().encode_image(preprocess(Image.open(path).convert("RGB"))[None]).float()
     ref = torch.nn.functional.normalize(ref, dim=-1).numpy()[0]
     ours = embed_files([str(path)], encoder, max_pixels=10**8).vectors[0]
     assert float(ours @ ref) > 0.9999

@@ -27,10 +27,12 @@ from .options import (device_option, index_option, index_root, json_option, load
 @click.option("--file-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"Seconds one file may take to decode [default: {Settings().file_timeout_s:g}].")
 @click.option("--commit-every", type=click.IntRange(min=1), default=None, hidden=True)
+@click.option("--fast-encoder", is_flag=True, default=None,
+              help="CPU: bf16 or int8 image tower, ~2x faster, embeddings within cosine 0.999 of fp32.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
 def index(paths, index_dir, model, pretrained, device, batch_size, workers, file_timeout, commit_every,
-          quiet, as_json):
+          fast_encoder, quiet, as_json):
     """Index the images in PATHS (folders are walked recursively)."""
     from .. import create_index
     from ..files import check_roots
@@ -40,7 +42,7 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
     root = index_root(index_dir)
     _refuse_index_inside(root, paths)
     settings = Settings().with_(batch_size=batch_size, workers=workers, device=device,
-                                file_timeout_s=file_timeout, commit_every=commit_every)
+                                file_timeout_s=file_timeout, commit_every=commit_every, fast_encoder=fast_encoder)
     encoder = load_model(root, model, pretrained, settings)  # by default the index's own model
     idx = create_index(root, encoder.identity)
     summary = indexer.run(idx, encoder, [str(p) for p in paths], settings, progress=not quiet and not as_json)

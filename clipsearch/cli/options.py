@@ -36,4 +36,4 @@ def load_model(root: Path, model: str | None, pretrained: str | None, settings: 
         arch, weights = identity.model, identity.pretrained
     else:
         arch, weights = resolve_model(model, pretrained)
-    return load_encoder(arch, weights, settings.device, settings.batch_size)
+    return load_encoder(arch, weights, settings.device, settings.batch_size, settings.fast_encoder)

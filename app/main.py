@@ -1,0 +1,105 @@
+"""The clipsearch web page: search by text or image, image -> text, and what the index holds.
+
+Run with `clipsearch ui [--index DIR]`, or `streamlit run app/main.py [-- --index DIR]`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script by `streamlit run app/main.py`: make `app` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import streamlit as st  # noqa: E402
+
+from app import resources, views  # noqa: E402
+from app.query import Query, like_query, upload_query  # noqa: E402
+from clipsearch import Settings, default_index_dir  # noqa: E402
+
+TEXT, UPLOAD, LIKE = "text", "upload", "like"  # where the current query comes from
+
+
+def index_dir(argv: list[str]) -> Path:
+    """`--index DIR` from the script's arguments, else $CLIPSEARCH_INDEX or the per-user default."""
+    if "--index" in argv[:-1]:
+        return Path(argv[argv.index("--index") + 1]).expanduser().absolute()
+    return default_index_dir().absolute()
+
+
+def current_query(res: resources.Resources, settings: Settings) -> Query | None:
+    state = st.session_state
+    mode = state.get("mode", TEXT)
+    if mode == UPLOAD and state.get("upload") is not None:
+        return upload_query(state.upload.getvalue(), state.upload.name, res, settings)
+    if mode == LIKE and "like" in state:
+        return like_query(*state.like, res)
+    text = (state.get("text") or "").strip()
+    return Query(f"Images matching “{text}”", text=text) if text else None
+
+
+def _set_mode(mode: str) -> None:
+    st.session_state.mode = mode
+
+
+def _on_upload() -> None:
+    _set_mode(UPLOAD if st.session_state.get("upload") is not None else TEXT)
+
+
+def _on_like(hit_id: int, path: str) -> None:
+    st.session_state.like = (hit_id, path)
+    _set_mode(LIKE)
+
+
+def sidebar(res: resources.Resources, settings: Settings) -> int:
+    """The index panel and the result-count control; returns how many results to show."""
+    with st.sidebar:
+        views.index_panel(res.info, res.index.identity.describe())
+        if st.button("Reload", help="Pick up changes made by `clipsearch index`"):
+            resources.reload()
+            st.rerun()
+        return st.slider("Results", 1, 100, settings.top_k, key="k")
+
+
+def results(query: Query, res: resources.Resources, k: int) -> None:
+    hits = res.searcher.by_text(query.text, k) if query.text else res.searcher.by_vector(query.vector, k)
+    shown = [h for h in hits if h.path in res.roots]
+    if len(shown) < len(hits):
+        st.warning(f"{len(hits) - len(shown)} results are outside the indexed folders and are not shown")
+    if not shown:
+        st.info("no results: try other words, or another image")
+    views.grid(shown, res, _on_like)
+
+
+def page(settings: Settings) -> None:
+    st.set_page_config(page_title="clipsearch", layout="wide")
+    st.title("clipsearch")
+    res = views.guarded(resources.load, index_dir(sys.argv[1:]), settings)
+    if res is None:
+        st.stop()
+    k = sidebar(res, settings)
+    st.text_input("Describe what you are looking for", key="text", on_change=_set_mode, args=(TEXT,),
+                  placeholder="a dog playing in the snow")
+    st.file_uploader("…or search with an image", type=None, key="upload", on_change=_on_upload,
+                     max_upload_size=max(1, settings.upload_max_bytes // 1_000_000))
+    if res.info["images"] == 0:
+        st.info(views.EMPTY_INDEX)
+        return
+    query = views.guarded(current_query, res, settings)
+    if query is None:
+        st.caption(views.START)
+        return
+    st.subheader(query.title)
+    if query.vector is not None:
+        left, right = st.columns([1, 3])
+        with left:
+            st.image(query.preview, caption="query image", width="stretch")
+        with right:
+            typed = st.text_input("Labels to classify it against (comma-separated)", key="labels",
+                                  placeholder="a cat, a dog, a car")
+            views.guarded(views.labels_panel, res, query.vector, typed, k)
+    views.guarded(results, query, res, k)
+
+
+if __name__ == "__main__":  # Streamlit runs the script as __main__; a spawned worker process
+    page(Settings())        # re-imports it as __mp_main__ and must not draw the page again

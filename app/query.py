@@ -1,0 +1,43 @@
+"""The query of the page: a text, an uploaded image or an indexed image, ready to search with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clipsearch import InputError, Settings
+from clipsearch.errors import ImageError
+from clipsearch.files import display_path
+from clipsearch.image import open_upload
+
+from .resources import Resources
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to search with: a text, or an image vector with a preview of the image."""
+
+    title: str
+    text: str | None = None
+    vector: np.ndarray | None = None
+    preview: bytes | None = None
+
+
+def upload_query(data: bytes, name: str, res: Resources, settings: Settings) -> Query:
+    """A query from uploaded bytes, size- and pixel-capped, decoded by the indexer's own loader."""
+    try:
+        img = open_upload(data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels)
+    except ImageError as e:
+        raise InputError(f"can't search with {name}: {e}") from e
+    return Query(f"Images like {name}", vector=res.searcher.embed(img), preview=res.thumbs.encode(img))
+
+
+def like_query(hit_id: int, path: str, res: Resources) -> Query:
+    """A query from an indexed image's stored vector."""
+    name = Path(display_path(path)).name
+    ids, xb = res.index.images.vectors([hit_id])
+    if not len(ids):
+        raise InputError(f"{name} is no longer in the index: search again")
+    return Query(f"Images like {name}", vector=xb[0], preview=res.thumbs.get(res.roots.resolve(path)))

@@ -1,0 +1,91 @@
+"""How the page draws things: the results grid, the index panel, the image -> text panel.
+
+Only image bytes reach `st.image`, never a path; file names and paths are shown with `st.text`
+(no Markdown), so a crafted file name can't inject links or formatting.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+
+from clipsearch import ClipSearchError, Hit
+from clipsearch.files import display_path
+
+from . import zeroshot
+from .resources import Resources
+
+COLUMNS = 5
+START = "Type a description, or drop an image, to search."
+_log = logging.getLogger("clipsearch.app")
+EMPTY_INDEX = "the index is empty: add photos with `clipsearch index FOLDER`, then press Reload"
+
+
+def guarded(fn: Callable, *args, **kwargs):
+    """fn(*args, **kwargs), or None after showing its error as a one-line message (never a traceback)."""
+    try:
+        return fn(*args, **kwargs)
+    except ClipSearchError as e:
+        st.error(str(e))
+    except Exception as e:  # a bug: say so plainly; Streamlit's own control flow is BaseException
+        _log.exception("unexpected error")  # the traceback goes to the server's terminal only
+        st.error(f"unexpected error ({type(e).__name__}: {e}); the details are in the terminal "
+                 "running clipsearch ui: please report it")
+    return None
+
+
+def grid(hits: list[Hit], res: Resources, on_like: Callable[[int, str], None]) -> None:
+    """Thumbnails with score and path, best first, COLUMNS to a row, each with a 'Similar' button."""
+    for start in range(0, len(hits), COLUMNS):
+        for col, hit in zip(st.columns(COLUMNS), hits[start:start + COLUMNS]):
+            with col:
+                _cell(hit, res, on_like)
+
+
+def _cell(hit: Hit, res: Resources, on_like: Callable[[int, str], None]) -> None:
+    shown = display_path(hit.path)  # a name that isn't UTF-8 can't travel to the browser as it is
+    try:
+        data = res.thumbs.get(res.roots.resolve(hit.path))
+    except ClipSearchError as e:
+        st.warning(f"can't show this file: {e}")
+    else:
+        st.image(data, caption=f"{hit.score:.3f}", alt=Path(shown).name, width="stretch")
+    st.text(shown)
+    st.button("Similar", key=f"like-{hit.id}", on_click=on_like, args=(hit.id, hit.path),
+              help="Search for images like this one")
+
+
+def index_panel(info: dict, identity_text: str) -> None:
+    """What the index holds: count, model, ANN type, roots, failed files."""
+    st.header("Index")
+    st.metric("Images", info["images"])
+    roots = "\n".join(f"  {r}" for r in info["roots"]) or "  -"
+    st.text(f"model: {identity_text}\nANN:   {info['ann']}\nroots:\n{roots}\n"
+            f"on disk: {info['bytes_on_disk'] / 1e6:.3g} MB\ndirectory: {info['index']}")
+    failed = info["failed"]
+    if not failed:
+        st.text("failed files: none")
+    else:
+        with st.expander(f"{len(failed)} files could not be indexed"):
+            st.dataframe([{"path": f["path"], "reason": f["reason"]} for f in failed], hide_index=True)
+
+
+def labels_panel(res: Resources, v, typed: str, k: int) -> None:
+    """Zero-shot probabilities of the typed labels for image vector `v`, then the text collections."""
+    labels = zeroshot.parse_labels(typed)
+    if not labels:
+        st.caption("Type a few labels, comma-separated, to see which fits this image best.")
+    else:
+        ranked = zeroshot.classify(res.encoder, v, labels)
+        st.bar_chart({"probability": {r.text: r.probability for r in ranked}}, horizontal=True,
+                     x_label="probability", sort="-probability")
+        st.text(f"most likely: {ranked[0].text} ({ranked[0].probability:.0%})")
+    collections = zeroshot.rank_texts(res.index, v, k)
+    if not collections:
+        st.info(zeroshot.NO_TEXTS)
+    for name, ranked_texts in collections.items():
+        st.text(f"texts in {name}, best first:")
+        st.dataframe([{"text": t, "score": round(s, 4)} for t, s in ranked_texts], hide_index=True)

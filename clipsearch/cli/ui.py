@@ -1,0 +1,59 @@
+"""The `ui` command: serves the Streamlit app over an index, on this machine only by default."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import Settings
+from . import main
+from .options import index_option, index_root
+
+_DEFAULTS = Settings()
+
+
+def streamlit_command(script: Path, root: Path, address: str, port: int, browser: bool,
+                      settings: Settings = _DEFAULTS) -> list[str]:
+    """The `streamlit run` command line: bound to `address`, uploads capped, no tracebacks shown."""
+    upload_mb = max(1, settings.upload_max_bytes // 1_000_000)
+    return [sys.executable, "-m", "streamlit", "run", str(script),
+            "--server.address", address, "--server.port", str(port),
+            "--server.headless", "false" if browser else "true",
+            "--server.showEmailPrompt", "false",
+            "--server.maxUploadSize", str(upload_mb),
+            "--server.enableXsrfProtection", "true",
+            "--server.fileWatcherType", "none",
+            "--client.showErrorDetails", "none",
+            "--client.toolbarMode", "minimal",
+            "--browser.gatherUsageStats", "false",
+            "--", "--index", str(root)]
+
+
+@main.command()
+@index_option
+@click.option("--port", type=click.IntRange(1, 65535), default=_DEFAULTS.ui_port, show_default=True,
+              help="Port to serve the page on.")
+@click.option("--address", default=_DEFAULTS.ui_address, show_default=True,
+              help="Interface to listen on. Anything but 127.0.0.1 shows your photos to the network.")
+@click.option("--no-browser", is_flag=True, help="Don't open a browser tab.")
+@click.pass_context
+def ui(ctx, index_dir, port, address, no_browser):
+    """Search the index in a web page (Streamlit), served on this machine only by default."""
+    from .. import manifest
+    import app
+
+    root = index_root(index_dir)
+    manifest.read(root)  # no index there: say so now, not in the browser
+    script = Path(app.__file__).resolve().parent / "main.py"
+    if address != _DEFAULTS.ui_address:
+        click.echo(f"warning: serving on {address}: anyone who can reach it can see the indexed photos", err=True)
+    click.echo(f"clipsearch ui: http://{address}:{port} (index {root}); Ctrl-C stops it", err=True)
+    proc = subprocess.Popen(streamlit_command(script, root, address, port, not no_browser))
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # the terminal sent Ctrl-C to Streamlit too: let it shut down cleanly
+        code = proc.wait()
+    ctx.exit(code)
