@@ -1,7 +1,6 @@
 """Image -> text: zero-shot classification against typed labels, and ranking a text collection.
 
-Thin on purpose: `classify` is the seam that `clipsearch.classify` replaces when it lands, and
-`rank_texts` is the seam for the index's text collections (`clipsearch.texts`).
+Thin on purpose: the work is done by `clipsearch.classify` and `clipsearch.texts`.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TEMPLATE = "a photo of a {}."
 NO_TEXTS = "no text collections in this index; add one with clipsearch index-texts"
 
 
@@ -29,26 +27,22 @@ def parse_labels(typed: str) -> list[str]:
 
 
 def classify(encoder, v: np.ndarray, labels: list[str]) -> list[Label]:
-    """(D,) float32 image vector against `labels` -> labels with softmax probabilities, most likely first."""
+    """(D,) float32 image vector against `labels` -> labels with softmax probabilities, most likely first
+    (prompt templates ensembled by `clipsearch.Classifier`)."""
+    from clipsearch import Classifier
+
     if not labels:
         return []
-    xt = encoder.encode_texts([TEMPLATE.format(t) for t in labels])
-    logits = encoder.logit_scale * (xt @ np.asarray(v, np.float32))
-    p = np.exp(logits - logits.max())
-    p /= p.sum()
-    return sorted((Label(t, float(q)) for t, q in zip(labels, p)), key=lambda x: -x.probability)
+    if len(labels) == 1:  # a softmax over one label says nothing: it is certain
+        return [Label(labels[0], 1.0)]
+    pred = Classifier(encoder, labels).predict([""], np.asarray(v, np.float32)[None, :])[0]
+    return [Label(t, p) for t, p in pred.probs.items()]
 
 
 def rank_texts(index, v: np.ndarray, k: int) -> dict[str, list[tuple[str, float]]]:
-    """{collection: [(text, score)] best first} over the index's text collections; {} when it has none.
+    """{collection: [(text, score)] best first} over the index's text collections; {} when it has none."""
+    from clipsearch import collection_names, open_texts
 
-    Uses `clipsearch.texts` when this clipsearch has it (expected: `collections(index)` -> names and
-    `search(index, name, xq, k)` -> hits with `.text` and `.score`); without it there are no collections.
-    """
-    try:
-        from clipsearch import texts
-    except ImportError:
-        return {}
     xq = np.asarray(v, np.float32)[None, :]
-    return {name: [(h.text, h.score) for h in texts.search(index, name, xq, k)[0]]
-            for name in texts.collections(index)}
+    return {name: [(h.text, h.score) for h in open_texts(index, name).search(xq, k)[0]]
+            for name in collection_names(index)}

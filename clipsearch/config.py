@@ -68,3 +68,16 @@ def resolve_model(model: str | None, pretrained: str | None) -> tuple[str, str]:
         arch, weights = PRESETS[model]
         return arch, pretrained or weights
     return model or default_arch, pretrained or (default_weights if model is None else "")
+
+#: Zero-shot prompt templates, ensembled (averaged, renormalised) as in the CLIP paper: its
+#: "a photo of a {}." plus the 7 templates the CLIP authors selected on ImageNet.
+CLASSIFY_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.", "itap of a {}.", "a bad photo of the {}.", "a origami {}.",
+    "a photo of the large {}.", "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
+)
+
+#: Generic prompts a text query is compared against for its calibrated score (calibration.py).
+BACKGROUND_PROMPTS: tuple[str, ...] = (
+    "a photo.", "an image.", "a picture.", "a photo of something.", "a photo of an object.",
+    "a photo of a scene.", "a snapshot.", "a close-up photo.",
+)

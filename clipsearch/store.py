@@ -74,13 +74,22 @@ class Store:
             raise IndexDirError(f"can't open the index store at {root}: {e}. "
                                 "Check the directory's permissions") from e
 
-    def table(self, name: str, dim: int):
-        """The table `name`, created empty for `dim`-d vectors when missing (opened as it is if not:
-        a schema-1 table lacks the newer columns until `ImageTable.upgrade`)."""
+    def table(self, name: str, dim: int, schema=None):
+        """The table `name`, created empty (`schema`, else the images') for `dim`-d vectors when missing
+        (opened as it is if not: a schema-1 table lacks the newer columns until `ImageTable.upgrade`)."""
         try:
             return self._db.open_table(name)
         except ValueError:  # lancedb: "Table 'images' was not found"
-            return self._db.create_table(name, schema=image_schema(dim), exist_ok=True)
+            return self._db.create_table(name, schema=schema or image_schema(dim), exist_ok=True)
+
+    def names(self) -> list[str]:
+        """Names of the tables in the store."""
+        out, token = [], None
+        while True:
+            page = self._db.list_tables(page_token=token)
+            out += page.tables
+            if not (token := page.page_token):
+                return sorted(out)
 
     def failures_table(self, create: bool):
         """The failures table; None when it doesn't exist and `create` is False (a reader never writes)."""

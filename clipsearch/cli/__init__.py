@@ -43,4 +43,5 @@ def main():
 
 from . import core  # noqa: E402,F401  (registers its commands on main)
 from . import maintenance  # noqa: E402,F401  (registers remove)
+from . import texts  # noqa: E402,F401  (index-texts, texts, classify)
 from . import ui  # noqa: E402,F401  (registers `clipsearch ui`)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from ..config import DEFAULT_PRESET, PRESETS, Settings, resolve_model
+from ..config import DEFAULT_PRESET, PRESETS, Settings
 from ..errors import InputError
-from ..files import display_path
 from . import main
 from .maintenance import print_failures
-from .options import device_option, index_option, index_root, json_option, model_option, pretrained_option
+from .matches import QUERY_GRAMMAR, print_matches
+from .options import (device_option, index_option, index_root, json_option, load_model, model_option,
+                      pretrained_option)
 
 
 @main.command()
@@ -33,9 +34,8 @@ from .options import device_option, index_option, index_root, json_option, model
 def index(paths, index_dir, model, pretrained, device, batch_size, workers, file_timeout, commit_every,
           fast_encoder, quiet, as_json):
     """Index the images in PATHS (folders are walked recursively)."""
-    from .. import create_index, load_encoder, open_index
+    from .. import create_index
     from ..files import check_roots
-    from ..manifest import FILENAME
     import indexer
 
     check_roots(paths)  # before the (slow) model load
@@ -43,46 +43,47 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
     _refuse_index_inside(root, paths)
     settings = Settings().with_(batch_size=batch_size, workers=workers, device=device,
                                 file_timeout_s=file_timeout, commit_every=commit_every, fast_encoder=fast_encoder)
-    if model is None and pretrained is None and (root / FILENAME).exists():
-        identity = open_index(root).identity  # keep indexing with the model the index was built with
-        arch, weights = identity.model, identity.pretrained
-    else:
-        arch, weights = resolve_model(model, pretrained)
-    encoder = load_encoder(arch, weights, settings.device, settings.batch_size, settings.fast_encoder)
+    encoder = load_model(root, model, pretrained, settings)  # by default the index's own model
     idx = create_index(root, encoder.identity)
     summary = indexer.run(idx, encoder, [str(p) for p in paths], settings, progress=not quiet and not as_json)
     _print_summary(summary, idx, as_json)
 
 
-@main.command()
-@click.argument("text", required=False)
-@click.option("--image", "image", type=click.Path(path_type=Path), help="Search with this image instead of text.")
+@main.command(epilog=QUERY_GRAMMAR)
+@click.argument("terms", nargs=-1)
+@click.option("--image", "images", multiple=True, type=click.Path(path_type=Path),
+              help="Search with this image instead (repeat for several, each answered on its own).")
+@click.option("--texts", "texts", is_flag=False, flag_value="", default=None, metavar="[NAME]",
+              help="Rank the texts of collection NAME (the only one when NAME is left out), not images.")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None,
+              help="Drop results whose calibrated score (0-1, text->images or image->texts) is lower.")
+@click.option("--background", type=click.Path(path_type=Path), default=None,
+              help="Prompts the calibrated score compares against, one a line [default: generic photo prompts].")
 @click.option("-k", "--top", type=int, default=Settings().top_k, show_default=True, help="How many results.")
 @index_option
 @model_option
 @pretrained_option
 @device_option
 @json_option
-def query(text, image, top, index_dir, model, pretrained, device, as_json):
-    """Search the index by TEXT, or by an --image."""
-    from .. import Searcher
+def query(terms, images, texts, min_score, background, top, index_dir, model, pretrained, device, as_json):
+    """Search the index by TERMS (text, images, or a weighted sum of them), or by --image."""
+    from .. import BACKGROUND_PROMPTS, Calibrator, Matcher, Searcher, Term, open_texts, read_texts
+    from ..algebra import IMAGE
 
-    if (text is None) == (image is None):
+    if bool(terms) == bool(images):
         raise click.UsageError('give a TEXT query or --image FILE (one of them), e.g. clipsearch query "a red car"')
-    if text is not None and not text.strip():
+    if terms and not " ".join(terms).strip():
         raise InputError('the query is empty: describe what you are looking for, e.g. clipsearch query "a red car"')
     if top < 1:
         raise InputError(f"--top must be at least 1 (got {top})")
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
-    hits = searcher.by_text(text, top) if text is not None else searcher.by_image(image, top)
-    if as_json:
-        click.echo(json.dumps([{"path": h.path, "score": round(h.score, 6), "id": h.id,
-                                "width": h.width, "height": h.height} for h in hits], indent=2))
-    elif not hits:
-        click.echo("no results: the index is empty; add photos with `clipsearch index FOLDER`", err=True)
-    for h in [] if as_json else hits:
-        click.echo(f"{h.score:.4f}  {display_path(h.path)}")  # a non-UTF-8 byte as \xNN
+    collection = None if texts is None else open_texts(searcher.index, texts or None)
+    queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
+    calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
+    found = Matcher(searcher, calibrator).search(queries, top, collection, min_score)
+    labels = [" ".join(terms)] if terms else [str(p) for p in images]
+    print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score))
 
 
 @main.command()
@@ -114,16 +115,20 @@ def models():
 
 
 def _open_for_query(index_dir, model, pretrained, settings):
-    from .. import load_encoder, open_index
+    from .. import open_index
 
     idx = open_index(index_root(index_dir))
-    if model is None and pretrained is None:
-        arch, weights = idx.identity.model, idx.identity.pretrained
-    else:
-        arch, weights = resolve_model(model, pretrained)
-    encoder = load_encoder(arch, weights, settings.device)
+    encoder = load_model(idx.root, model, pretrained, settings)
     idx.check_model(encoder.identity)
     return encoder, idx
+
+
+def _empty_hint(collection, min_score) -> str:
+    if min_score is not None:
+        return f"no results with a calibrated score of {min_score} or more: lower --min-score"
+    if collection is not None:
+        return f"no results: the text collection {collection.name} is empty"
+    return "no results: the index is empty; add photos with `clipsearch index FOLDER`"
 
 
 def _refuse_index_inside(root: Path, paths) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..config import INDEX_ENV, PRESETS, default_index_dir
+from ..config import INDEX_ENV, PRESETS, Settings, default_index_dir, resolve_model
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -23,3 +23,17 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 def index_root(index_dir: Path | None) -> Path:
     """The index directory: --index, else $CLIPSEARCH_INDEX, else the per-user default."""
     return (index_dir or default_index_dir()).expanduser().absolute()
+
+
+def load_model(root: Path, model: str | None, pretrained: str | None, settings: Settings):
+    """The encoder to use: --model/--pretrained when given, else the model of the index at `root`
+    when there is one (an index is only ever used with its own model), else the default preset."""
+    from .. import load_encoder, open_index
+    from ..manifest import FILENAME
+
+    if model is None and pretrained is None and (root / FILENAME).exists():
+        identity = open_index(root).identity
+        arch, weights = identity.model, identity.pretrained
+    else:
+        arch, weights = resolve_model(model, pretrained)
+    return load_encoder(arch, weights, settings.device, settings.batch_size, settings.fast_encoder)

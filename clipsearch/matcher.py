@@ -1,0 +1,71 @@
+"""Running algebra queries against the images or a text collection, with calibrated scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .algebra import IMAGE, TEXT, Term, embed_query, kind_of, parse_query
+from .calibration import Calibrator
+from .errors import InputError
+from .index import Hit
+from .search import Searcher
+from .texts import TextCollection, TextHit
+
+
+@dataclass(frozen=True)
+class Match:
+    """A hit (an image or a text) and, for a cross-modal query, its calibrated score in (0, 1)."""
+
+    hit: Hit | TextHit
+    calibrated: float | None = None
+
+    @property
+    def score(self) -> float:
+        return self.hit.score
+
+
+class Matcher:
+    """Joins a searcher (encoder + index) and a calibrator; queries are algebra expressions."""
+
+    def __init__(self, searcher: Searcher, calibrator: Calibrator | None = None):
+        self.searcher = searcher
+        self.calibrator = calibrator or Calibrator(searcher.encoder)
+
+    def vector(self, query: str | list[str] | list[Term]) -> tuple[np.ndarray, str]:
+        """(D,) unit vector of a query and its kind (TEXT, IMAGE or "mixed")."""
+        terms = query if query and isinstance(query[0], Term) else parse_query(query)
+        enc = self.searcher.encoder
+        return embed_query(terms, enc.encode_texts, self.searcher.embed_image), kind_of(terms)
+
+    def search(self, queries: list, k: int, texts: TextCollection | None = None,
+               min_score: float | None = None) -> list[list[Match]]:
+        """Per query the k best images (or texts of `texts`), best first by cosine.
+
+        Calibrated scores come with text queries over images and image queries over texts;
+        `min_score` drops matches calibrated below it (InputError for other queries).
+        """
+        if k < 1:
+            raise InputError(f"--top must be at least 1 (got {k})")
+        vecs, kinds = zip(*(self.vector(q) for q in queries)) if queries else ((), ())
+        target_kind = TEXT if texts is not None else IMAGE
+        calibrate = [kind not in ("mixed", target_kind) for kind in kinds]
+        if min_score is not None and not all(calibrate):
+            raise InputError("--min-score applies to calibrated scores, which only text queries over "
+                             "images and image queries over --texts have: drop --min-score")
+        xq = np.stack(vecs) if vecs else np.zeros((0, self.searcher.encoder.dim), np.float32)
+        hits = texts.search(xq, k) if texts is not None else self.searcher.index.search(xq, k)
+        out = []
+        for q, row, cal in zip(xq, hits, calibrate):
+            scores = self._calibrated(q, row, texts is not None) if cal else [None] * len(row)
+            out.append([Match(h, s) for h, s in zip(row, scores)
+                        if min_score is None or s >= min_score])
+        return out
+
+    def _calibrated(self, q: np.ndarray, row: list, over_texts: bool) -> list[float]:
+        cos = np.array([h.score for h in row], np.float64)
+        if over_texts:  # the query is the image
+            return self.calibrator(cos, q).tolist()
+        return self.calibrator(cos, self.searcher.index.images.vectors_of([h.id for h in row])).tolist()
+
