@@ -68,7 +68,8 @@ def draw(colour: str, shape: str, size: int = 64, seed: int | None = None,
     img = Image.new("RGB", (big, big), bg)
     r = big * rng.uniform(0.22, 0.4)  # circumradius: the shape fills roughly 40-80% of the side
     cx, cy = (rng.uniform(r, big - r) for _ in range(2))
-    fill = tuple(int(np.clip(c + d, 0, 255)) for c, d in zip(COLOURS[colour], rng.integers(-15, 16, 3)))
+    jitter = rng.integers(-15, 16, size=3)
+    fill = tuple(int(np.clip(c + d, 0, 255)) for c, d in zip(COLOURS[colour], jitter))
     pen = ImageDraw.Draw(img)
     if shape == "circle":
         pen.ellipse((cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85), fill=fill)
