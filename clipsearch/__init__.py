@@ -9,6 +9,7 @@ Library API (the CLI, the indexer and the UI are thin layers over it):
     hits = Searcher(enc, index, Settings().max_pixels).by_text("a dog playing music", k=10)
 """
 
+from .ann import AnnIndex, AnnSpec, choose_spec
 from .batch import Batch, Decoded, Failure, decode_file, embed_decoded, embed_files
 from .config import PRESETS, Settings, default_index_dir
 from .errors import ClipSearchError, ImageError, IndexDirError, InputError, ModelError
@@ -34,4 +35,6 @@ __all__ = [
     "Prediction", "Term", "TextCollection", "TextHit", "TextSummary", "add_texts", "check_name",
     "classify_files", "classify_index", "collection_names", "embed_query", "open_texts", "parse_query",
     "read_texts",
+    # the ANN index (FAISS Flat / IVF-PQ)
+    "AnnIndex", "AnnSpec", "choose_spec",
 ]

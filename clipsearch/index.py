@@ -45,6 +45,9 @@ class Index:
         self.images = ImageTable(store.table(IMAGES, manifest.model.dim))
         self.failures = FailureTable(store)  # files that could not be indexed, with why
         self._ann: AnnIndex | None = None
+        self.nprobe: int | None = None  # search defaults of this handle: None = the spec's nprobe
+        self.rerank: int = RERANK_FACTOR
+        self.notes: list[str] = []  # what sync_ann did that a user should hear about
 
     @property
     def identity(self) -> ModelIdentity:
@@ -101,6 +104,7 @@ class Index:
             old = ann.spec.describe()
             ann = self._ann = self._build_ann()
             note = f"ANN index rebuilt for {len(ann)} images: {old} -> {ann.spec.describe()}"
+            self.notes.append(note)
         ann.save(self.root / ANN_FILE)
         self.manifest.ann = {"spec": ann.spec.to_dict(), "trained_on": ann.trained_on,
                              "generation": self.images.version}
@@ -110,7 +114,7 @@ class Index:
     # --- reading -------------------------------------------------------------------------
 
     def search(self, xq: np.ndarray, k: int, nprobe: int | None = None,
-               rerank: int = RERANK_FACTOR) -> list[list[Hit]]:
+               rerank: int | None = None) -> list[list[Hit]]:
         """(nq, D) float32 unit vectors -> per query the k best hits, best first.
 
         An approximate index gives `rerank`·k candidates, re-scored exactly with the full
@@ -121,6 +125,7 @@ class Index:
         if k <= 0:
             return [[] for _ in range(len(xq))]
         xq = np.ascontiguousarray(xq, np.float32)
+        nprobe, rerank = nprobe or self.nprobe, rerank or self.rerank
         exact = ann.spec.kind == "flat" or rerank <= 1
         D, I = ann.search(xq, k if exact else min(len(ann), rerank * k), nprobe)
         if not exact:

@@ -51,6 +51,7 @@ class Summary:
     failed: list[Failure] = field(default_factory=list)  # this run's failures
     known_failed: int = 0  # failed on an earlier run and not changed since: not retried
     skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. the ANN index was rebuilt
     seconds: float = 0.0
 
     @property
@@ -102,6 +103,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
             checkpoint("compacted")
         index.sync_ann()
         index.add_roots(resolved)
+        summary.notes = list(index.notes)
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -90,6 +90,7 @@ def test_outgrown_index_is_rebuilt_and_says_so(tmp_path, small_flat_max):
     index.add(_rows(N - 500, start=500), _mixture(N - 500, seed=4))
     note = index.sync_ann()
     assert note and "rebuilt" in note and index.ann().spec.kind == "ivfpq"
+    assert index.notes == [note]  # what `clipsearch index` prints after its summary
     manifest = json.loads((index.root / "manifest.json").read_text())
     assert manifest["ann"]["spec"]["kind"] == "ivfpq"
     assert manifest["ann"]["generation"] == index.images.version
@@ -102,3 +103,15 @@ def test_removed_rows_leave_the_ann_index(tmp_path):
     index.sync_ann()
     assert open_index(index.root).search(xb[:1], 1)[0][0].path != "/p/0.jpg"
     assert len(open_index(index.root).ann()) == 99
+
+
+def test_handle_search_defaults_apply_like_arguments(ivf):
+    index, xb = ivf
+    xq = _mixture(10, seed=2)
+    index.nprobe, index.rerank = index.ann().spec.nlist, len(xb) // 5
+    try:
+        hits = index.search(xq, 5)
+    finally:
+        index.nprobe, index.rerank = None, ann_module.RERANK_FACTOR
+    truth = np.argsort(-(xq @ xb.T), axis=1)[:, :5]
+    assert [[int(h.path[3:-4]) for h in row] for row in hits] == truth.tolist()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..ann import RERANK_FACTOR
 from ..config import DEFAULT_PRESET, PRESETS, Settings
 from ..errors import InputError
 from . import main
@@ -60,12 +61,17 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 @click.option("--background", type=click.Path(path_type=Path), default=None,
               help="Prompts the calibrated score compares against, one a line [default: generic photo prompts].")
 @click.option("-k", "--top", type=int, default=Settings().top_k, show_default=True, help="How many results.")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None,
+              help="IVF lists to visit (approximate index only) [default: the index's, see `info`].")
+@click.option("--rerank", type=click.IntRange(min=1), default=None,
+              help=f"Re-score rerank x k candidates exactly (approximate index only) [default: {RERANK_FACTOR}].")
 @index_option
 @model_option
 @pretrained_option
 @device_option
 @json_option
-def query(terms, images, texts, min_score, background, top, index_dir, model, pretrained, device, as_json):
+def query(terms, images, texts, min_score, background, top, nprobe, rerank, index_dir, model, pretrained,
+          device, as_json):
     """Search the index by TERMS (text, images, or a weighted sum of them), or by --image."""
     from .. import BACKGROUND_PROMPTS, Calibrator, Matcher, Searcher, Term, open_texts, read_texts
     from ..algebra import IMAGE
@@ -78,6 +84,7 @@ def query(terms, images, texts, min_score, background, top, index_dir, model, pr
         raise InputError(f"--top must be at least 1 (got {top})")
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
+    searcher.index.nprobe, searcher.index.rerank = nprobe, rerank or RERANK_FACTOR
     collection = None if texts is None else open_texts(searcher.index, texts or None)
     queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
     calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
@@ -150,6 +157,8 @@ def _print_summary(s, idx, as_json: bool) -> None:
         click.echo(f"… and {len(s.failed) - 20} more skipped files (see `clipsearch info --failed`)", err=True)
     for p in d["skipped_dirs"]:
         click.echo(f"skipped folder {p['path']}: {p['reason']}", err=True)
+    for note in s.notes:
+        click.echo(note)
     click.echo(f"new {s.new}, changed {s.changed}, moved {s.moved}, removed {s.removed}, unchanged "
                f"{s.unchanged}, failed {len(s.failed) + s.known_failed} in {s.seconds:.1f} s "
                f"({s.images_per_s:.1f} images/s); {len(idx)} images in {idx.root}")
