@@ -15,6 +15,7 @@ from PIL import Image
 
 import shapes
 from clipsearch import embed_files, load_encoder
+from clipsearch.batch import DRAFT_OVERSAMPLE
 from clipsearch.image import load_image
 from clipsearch.model import speed_up
 
@@ -63,12 +64,12 @@ def _reference_vectors(reference, paths) -> np.ndarray:
 
 def test_jpeg_draft_path_matches_open_clip(encoder, reference, photos):
     """Draft-reduced JPEG decoding + our uint8 resize + encode_pixels vs open_clip on the full decode."""
-    size = encoder.preprocess.size
-    assert all(max(load_image(p, draft_size=size).size) <= max(Image.open(p).size) // 4 for p in photos)
+    size = DRAFT_OVERSAMPLE * encoder.preprocess.size
+    assert all(max(load_image(p, draft_size=size).size) <= max(Image.open(p).size) // 2 for p in photos)
     batch = embed_files([str(p) for p in photos], encoder, max_pixels=10**8)
     assert [r.path for r in batch.rows] == [str(p) for p in photos]
     cos = np.sum(batch.vectors * _reference_vectors(reference, photos), axis=1)
-    assert cos.min() > JPEG_COSINE, cos  # measured: min 0.99985, mean 0.99997
+    assert cos.min() > JPEG_COSINE, cos  # measured: min 0.9999 (2x draft; 0.974 at 1x), tiny 64-px model
 
 
 def _fp32_and_fast(config: str, weights: str, mode: str, paths):
