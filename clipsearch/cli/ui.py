@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -39,8 +39,7 @@ def streamlit_command(script: Path, root: Path, address: str, port: int, browser
 @click.option("--address", default=_DEFAULTS.ui_address, show_default=True,
               help="Interface to listen on. Anything but 127.0.0.1 shows your photos to the network.")
 @click.option("--no-browser", is_flag=True, help="Don't open a browser tab.")
-@click.pass_context
-def ui(ctx, index_dir, port, address, no_browser):
+def ui(index_dir, port, address, no_browser):
     """Search the index in a web page (Streamlit), served on this machine only by default."""
     from .. import manifest
     import app
@@ -51,9 +50,8 @@ def ui(ctx, index_dir, port, address, no_browser):
     if address != _DEFAULTS.ui_address:
         click.echo(f"warning: serving on {address}: anyone who can reach it can see the indexed photos", err=True)
     click.echo(f"clipsearch ui: http://{address}:{port} (index {root}); Ctrl-C stops it", err=True)
-    proc = subprocess.Popen(streamlit_command(script, root, address, port, not no_browser))
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:  # the terminal sent Ctrl-C to Streamlit too: let it shut down cleanly
-        code = proc.wait()
-    ctx.exit(code)
+    cmd = streamlit_command(script, root, address, port, not no_browser)
+    sys.stdout.flush(), sys.stderr.flush()
+    # Become Streamlit (exec, not a child): Ctrl-C and SIGTERM reach the server itself, and no
+    # orphaned server outlives a stopped `clipsearch ui`.
+    os.execv(cmd[0], cmd)
