@@ -22,6 +22,7 @@ from clipsearch.errors import InputError
 #: of a run (see clipsearch.indexing); ACTION is kill (SIGKILL, the default), stop (SIGSTOP) or
 #: interrupt (SIGINT, as Ctrl-C).
 FAILPOINT_ENV = "CLIPSEARCH_FAILPOINT"
+WORKER_NICENESS = 10
 _ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "interrupt": signal.SIGINT}
 
 
@@ -51,7 +52,7 @@ def decoding_pool(workers: int):
     from pebble import ProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds torch threads and locks
-    pool = ProcessPool(max_workers=workers, context=ctx, initializer=_ignore_sigint)
+    pool = ProcessPool(max_workers=workers, context=ctx, initializer=_init_worker)
     try:
         yield pool
     except BaseException:
@@ -100,8 +101,11 @@ def _exit_reason(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _ignore_sigint() -> None:
+def _init_worker() -> None:
+    """Ctrl-C is the parent's to handle; and decoding yields the CPU to the encoder's threads,
+    which otherwise stall at every barrier waiting for a core a decoder holds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(WORKER_NICENESS)
 
 
 def failpoint(spec: str | None) -> Callable[[str], None]:
