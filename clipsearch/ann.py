@@ -5,16 +5,15 @@ Numbers behind the defaults are in bench/results/ann.md (bench/ann_bench.py).
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from clipsearch import annfile
 from clipsearch.errors import IndexDirError, InputError
 
 #: Exact (Flat) search up to this many vectors: at 50k x 512-d it takes ~13 ms on one thread and
@@ -40,8 +39,6 @@ HNSW_NLIST = 16384
 #: Query batches at least this big are searched on the GPU when there is one.
 GPU_MIN_BATCH = 256
 
-_MAGIC = b"CSANN\x00\x01\n"
-_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -308,31 +305,11 @@ class AnnIndex:
         return int(self._index.ntotal)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+        """Write atomically (see `annfile.write`): a crash leaves the old file or the new one."""
         import faiss
 
-        path = Path(path)
-        blob = faiss.serialize_index(self._index)
-        head = json.dumps(
-            {
-                "format": _FORMAT,
-                "spec": self.spec.to_dict(),
-                "trained_on": self.trained_on,
-                "nbytes": int(blob.nbytes),
-                "crc32": zlib.crc32(blob),
-            }
-        ).encode()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(_MAGIC + len(head).to_bytes(4, "little") + head)
-                f.write(memoryview(blob))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        annfile.write(Path(path), faiss.serialize_index(self._index),
+                      {"spec": self.spec.to_dict(), "trained_on": self.trained_on})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AnnIndex:
@@ -340,16 +317,8 @@ class AnnIndex:
         import faiss
 
         path = Path(path)
+        head, blob = annfile.read(path)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError as e:
-            raise IndexDirError(f"ANN index {path} is missing; rebuild the index") from e
-        except OSError as e:
-            raise IndexDirError(f"ANN index {path} can't be read ({e}); check permissions") from e
-        try:
-            head, blob = _unpack(data)
-            if head.get("format", 0) > _FORMAT:
-                raise IndexDirError(f"ANN index {path} is from a newer clipsearch; upgrade it")
             spec = AnnSpec.from_dict(head["spec"])
             index = faiss.deserialize_index(blob)
         except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
@@ -357,27 +326,3 @@ class AnnIndex:
         if index.d != spec.dim:
             raise IndexDirError(f"ANN index {path} is inconsistent (dim); delete it and rebuild")
         return cls(index, spec, int(head["trained_on"]))
-
-
-def _unpack(data: bytes) -> tuple[dict, np.ndarray]:
-    """(header, faiss bytes) of a saved file; ValueError when it isn't one or is damaged."""
-    if not data.startswith(_MAGIC):
-        raise ValueError("not a clipsearch ANN file")
-    start = len(_MAGIC) + 4
-    end = start + int.from_bytes(data[len(_MAGIC) : start], "little")
-    head = json.loads(data[start:end])
-    blob = np.frombuffer(data, dtype=np.uint8, offset=min(end, len(data)))
-    if len(blob) != head["nbytes"] or zlib.crc32(blob) != head["crc32"]:
-        raise ValueError("truncated or checksum mismatch")
-    return head, blob
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # Windows can't open directories; the rename is durable enough there
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
