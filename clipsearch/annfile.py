@@ -8,12 +8,12 @@ IndexDirError, which the index answers by rebuilding from the stored vectors.
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from clipsearch.durable import atomic_write
 from clipsearch.errors import IndexDirError
 
 FORMAT = 1
@@ -23,17 +23,7 @@ _MAGIC = b"CSANN\x00\x01\n"
 def write(path: Path, blob: np.ndarray, meta: dict) -> None:
     """Save `blob` (uint8, e.g. faiss.serialize_index) with `meta` in its header, atomically."""
     head = json.dumps(meta | {"format": FORMAT, "nbytes": int(blob.nbytes), "crc32": zlib.crc32(blob)}).encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_MAGIC + len(head).to_bytes(4, "little") + head)
-            f.write(memoryview(blob))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    atomic_write(path, _MAGIC + len(head).to_bytes(4, "little") + head, memoryview(blob))
 
 
 def read(path: Path) -> tuple[dict, np.ndarray]:
@@ -64,13 +54,3 @@ def _unpack(data: bytes) -> tuple[dict, np.ndarray]:
         raise ValueError("truncated or checksum mismatch")
     return head, blob
 
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # Windows can't open directories; the rename is durable enough there
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

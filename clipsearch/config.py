@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 #: Named models: (open_clip architecture, pretrained tag). The first is the default.
@@ -36,10 +36,8 @@ def default_index_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Tunable knobs with their defaults; use `replace()` to override."""
+    """Tunable knobs with their defaults (the model's are PRESETS[DEFAULT_PRESET]); `with_` overrides."""
 
-    model: str = PRESETS[DEFAULT_PRESET][0]
-    pretrained: str = PRESETS[DEFAULT_PRESET][1]
     batch_size: int = 0  # 0: chosen for the device by the encoder
     workers: int = 0  # 0: one decode process per spare core
     top_k: int = 10
@@ -54,7 +52,6 @@ class Settings:
     upload_max_bytes: int = 20_000_000  # an upload larger than this is refused before decoding
     upload_max_pixels: int = 50_000_000
     thumbnail_px: int = 256  # longest side of the cached thumbnails
-    extra: dict = field(default_factory=dict)
 
     def with_(self, **changes) -> "Settings":
         """A copy with the non-None `changes` applied."""

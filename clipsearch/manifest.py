@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .durable import atomic_write
 from .errors import IndexDirError
 from .model import ModelIdentity
 
@@ -53,21 +52,3 @@ def read(root: Path) -> Manifest:
 def write(root: Path, manifest: Manifest) -> None:
     """Replace the manifest atomically: a crash leaves the old one or the new one, never half."""
     atomic_write(root / FILENAME, manifest.to_json().encode())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -17,7 +17,7 @@ import numpy as np
 from .ann import RERANK_FACTOR, AnnIndex, choose_spec, rerank
 from .errors import IndexDirError, InputError
 from .index import Index
-from .manifest import atomic_write
+from .durable import atomic_write
 from .model import Encoder
 from .store import ImageTable, Store
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from .errors import ImageError
 from .image import load_image
-from .manifest import atomic_write
+from .durable import atomic_write
 
 THUMBNAIL_DIR = "thumbnails"  # inside the index directory
 _QUALITY = 85
