@@ -8,14 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script by `streamlit run app/main.py`: make `app` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app import resources, views  # noqa: E402
-from app.query import Query, like_query, upload_query  # noqa: E402
-from clipsearch import Settings, default_index_dir  # noqa: E402
+# Absolute imports: Streamlit runs this file as a script, outside its package (installed as clipsearch.app).
+from clipsearch import Settings, default_index_dir
+from clipsearch.app import resources, views
+from clipsearch.app.query import Query, like_query, upload_query
 
 TEXT, UPLOAD, LIKE = "text", "upload", "like"  # where the current query comes from
 

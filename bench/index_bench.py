@@ -182,7 +182,7 @@ def child_index(folder: Path, a) -> dict:
         enc.encode_pixels = timed
         return enc
 
-    import indexer
+    from clipsearch import indexer
 
     run, summary = indexer.run, {}
 

@@ -14,7 +14,7 @@ from .batch import Batch, Decoded, Failure, decode_file, embed_decoded, embed_fi
 from .config import PRESETS, Settings, default_index_dir
 from .errors import ClipSearchError, ImageError, IndexDirError, InputError, ModelError
 from .index import Hit, Index, create_index, open_index
-from .indexing import Summary, add_paths, remove_paths
+from .ingest import Summary, add_paths, remove_paths
 from .model import Encoder, ModelIdentity, load_encoder
 from .search import Searcher
 from .algebra import Term, embed_query, parse_query

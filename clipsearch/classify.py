@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -19,8 +19,8 @@ from .config import CLASSIFY_TEMPLATES
 from .errors import InputError
 from .index import Index
 from .model import Encoder
+from .pool import DecodeMap
 
-DecodeMap = Callable[[Callable, Iterable[str]], Iterator]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from clipsearch import InputError, Searcher, Settings, create_index, load_encode
 from clipsearch.thumbnail import Thumbnails
 from ui_support import APP, build_index, ui_index  # noqa: F401  (ui_index is a fixture)
 
-from app import query, views, zeroshot
+from clipsearch.app import query, views, zeroshot
 
 TIMEOUT = 120  # the first run loads the model on a busy 2-core machine
 

@@ -19,7 +19,7 @@ from clipsearch import Settings, add_paths, create_index, load_encoder, open_ind
 from clipsearch.batch import Failure, decode_file
 from clipsearch.cli import main
 from clipsearch.files import display_path, scan
-from indexer.pipeline import decoding_pool, guarded_map
+from clipsearch.pool import decoding_pool, guarded_map
 
 ROOT = Path(__file__).resolve().parents[1]
 # Root reads anything, chmod 000 or not: run the CLI without the two capabilities that allow it.

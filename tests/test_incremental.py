@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import shapes
 from clipsearch import Settings, add_paths, create_index, load_encoder, open_index
-from clipsearch import indexing
+from clipsearch import ingest
 from clipsearch.cli import main
 from clipsearch.manifest import SCHEMA_VERSION
 
@@ -186,7 +186,7 @@ def test_schema_1_index_is_read_then_upgraded(cli, photos, encoder, tmp_path):
 
 
 def test_fragments_are_compacted_when_they_pile_up(tiny_model, photos, tmp_path, monkeypatch):
-    monkeypatch.setattr(indexing, "COMPACT_AT", 4)
+    monkeypatch.setattr(ingest, "COMPACT_AT", 4)
     encoder = load_encoder(str(tiny_model.config), str(tiny_model.weights), batch_size=2)
     for p in sorted(photos.glob("*.png"))[12:]:
         p.unlink()  # 12 files: 6 commits of 2, past COMPACT_AT

@@ -25,7 +25,7 @@ import shapes
 from clipsearch import open_index
 from clipsearch.cli import main
 from clipsearch.files import content_hash, stat_key
-from indexer.pipeline import FAILPOINT_ENV
+from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -37,7 +37,7 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
     """Index the images in PATHS (folders are walked recursively)."""
     from .. import create_index
     from ..files import check_roots
-    import indexer
+    from .. import indexer
 
     check_roots(paths)  # before the (slow) model load
     root = index_root(index_dir)

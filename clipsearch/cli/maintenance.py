@@ -22,7 +22,7 @@ def remove(paths, index_dir, as_json):
     The files themselves are not touched; `clipsearch index` on a folder above them adds them back.
     """
     from .. import open_index
-    from ..indexing import remove_paths
+    from ..ingest import remove_paths
 
     idx = open_index(index_root(index_dir), writable=True)
     n = remove_paths(idx, [os.fspath(p) for p in paths])

@@ -111,21 +111,16 @@ def _indexed(root: Path, encoder, classifier) -> list:
 
 def _files(paths, encoder, classifier, settings: Settings) -> list:
     """Predictions for the image files under `paths`, decoded in worker processes as `index` does."""
-    from indexer.pipeline import decoding_pool, default_workers, guarded_map
-
     from .. import classify_files
     from ..files import scan
+    from ..pool import decoding_map, default_workers
 
     found = scan(paths)
     if not found.paths:
         raise InputError(f"no image files found under {', '.join(map(str, paths))}: check the path")
-    workers = min(settings.workers or default_workers(), len(found.paths))
-    if workers <= 1:
-        return list(classify_files(found.paths, encoder, classifier, settings.max_pixels))
-    with decoding_pool(workers) as pool:
-        window = max(4 * encoder.batch_size, 8 * workers)
-        return list(classify_files(found.paths, encoder, classifier, settings.max_pixels, decode_map=lambda fn, xs:
-                                   guarded_map(pool, fn, xs, window, settings.file_timeout_s)))
+    with decoding_map(settings.workers or default_workers(), encoder.batch_size, settings.file_timeout_s,
+                      n_files=len(found.paths)) as decode_map:
+        return list(classify_files(found.paths, encoder, classifier, settings.max_pixels, decode_map=decode_map))
 
 
 def _print_predictions(results: list, labels: list[str], top: int, as_json: bool, as_csv: bool) -> None:

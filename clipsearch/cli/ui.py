@@ -42,7 +42,7 @@ def streamlit_command(script: Path, root: Path, address: str, port: int, browser
 def ui(index_dir, port, address, no_browser):
     """Search the index in a web page (Streamlit), served on this machine only by default."""
     from .. import manifest
-    import app
+    from .. import app
 
     root = index_root(index_dir)
     manifest.read(root)  # no index there: say so now, not in the browser

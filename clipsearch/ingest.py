@@ -15,7 +15,7 @@ import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from .index import Index
 from .lock import WriteLock
 from .manifest import SCHEMA_VERSION
 from .model import Encoder
+from .pool import DecodeMap
 from .store import Failure
 
 #: Compact the table (LanceDB optimize) once this many small fragments have piled up.
@@ -35,7 +36,6 @@ COMPACT_AT = 64
 #: Save the ANN index at least this often during a long run, so readers needn't rebuild it.
 ANN_SYNC_EVERY_S = 600.0
 
-DecodeMap = Callable[[Callable, Iterable[str]], Iterator]
 Checkpoint = Callable[[str], None]
 
 
