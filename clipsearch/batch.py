@@ -17,6 +17,7 @@ from .errors import ImageError
 from .files import content_hash, stat_key
 from .image import FULL_SIZE, load_image, to_pixels
 from .model import Encoder, Preprocess
+from .photometa import read_meta
 from .store import Failure, Row
 
 
@@ -70,11 +71,12 @@ def decode_file(path: str, preprocess: Preprocess, max_pixels: int) -> Decoded |
         img = load_image(path, max_pixels=max_pixels, draft_size=DRAFT_OVERSAMPLE * preprocess.size)
         width, height = img.info.get(FULL_SIZE, img.size)
         pixels = to_pixels(img, preprocess.size, preprocess.resize_mode, preprocess.interpolation)
+        meta = read_meta(img, path, hashed.mtime)  # from the image just decoded: no second read
     except ImageError as e:
         return Failure(path, str(e), hashed.size, hashed.mtime)
     if stat_key(path) != (hashed.size, hashed.mtime):
         return Failure(path, "changed while being read: run `clipsearch index` again", hashed.size, hashed.mtime)
-    return Decoded(Row(-1, path, hashed.size, hashed.mtime, width, height, hashed.hash), pixels)
+    return Decoded(Row(-1, path, hashed.size, hashed.mtime, width, height, hashed.hash, meta), pixels)
 
 
 def hash_file(path: str) -> Hashed | Failure:

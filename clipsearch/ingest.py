@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .backfill import backfill_meta
 from .batch import Batch, decode_file, embed_decoded, hash_file
 from .changes import Changes, find_changes
 from .config import IMAGE_SUFFIXES, Settings
@@ -29,6 +30,7 @@ from .lock import WriteLock
 from .manifest import SCHEMA_VERSION
 from .model import Encoder
 from .pool import DecodeMap
+from .places import with_places
 from .store import Failure
 
 #: Compact the table (LanceDB optimize) once this many small fragments have piled up.
@@ -98,6 +100,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
         _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
                 on_progress, checkpoint)
+        backfill_meta(index, decode_map, settings.commit_every, checkpoint)
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")
@@ -186,7 +189,7 @@ def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, check
     """One group: new rows in, failure records replaced, then the rows they supersede out."""
     if not pending.rows and not pending.failures:
         return
-    index.add(pending.rows, pending.vectors)
+    index.add(with_places(pending.rows), pending.vectors)
     checkpoint("added")
     if pending.failures:
         work.failures |= {f.path: f for f in pending.failures}

@@ -10,6 +10,8 @@ import numpy as np
 
 from .errors import IndexDirError
 from .files import display_path
+from .photometa import FIELDS as META_FIELDS
+from .photometa import PhotoMeta
 
 IMAGES = "images"
 FAILURES = "failures"
@@ -29,6 +31,7 @@ class Row:
     width: int
     height: int
     hash: str = ""  # hex content hash; "" for rows of schema-1 indexes
+    meta: PhotoMeta | None = None  # None: not read yet (rows of schema-1/2 indexes, moved files)
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,16 @@ def image_schema(dim: int):
         pa.field("size", pa.int64()), pa.field("mtime", pa.float64()),
         pa.field("width", pa.int32()), pa.field("height", pa.int32()),
         pa.field("vector", pa.list_(pa.float32(), dim)),
-        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()),
+        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()), *meta_fields(),
     ])
+
+
+def meta_fields():
+    """The photo metadata columns (schema 3), nullable: `taken` is the local wall-clock time."""
+    import pyarrow as pa
+
+    types = {"taken": pa.timestamp("s"), "lat": pa.float64(), "lon": pa.float64()}
+    return [pa.field(name, types.get(name, pa.string())) for name in META_FIELDS]
 
 
 def failure_schema():
@@ -108,11 +119,36 @@ class ImageTable:
         self._t = table
 
     def upgrade(self) -> bool:
-        """Add the columns a schema-1 table lacks (empty); True if it had to."""
+        """Add the columns a schema-1 or -2 table lacks (empty), step by step; True if it had to."""
         missing = {c: sql for c, sql in _ADDED.items() if c not in self._t.schema.names}
-        if missing:
+        if missing:  # schema 1 -> 2
             self._t.add_columns(missing)
-        return bool(missing)
+        meta = [f for f in meta_fields() if f.name not in self._t.schema.names]
+        if meta:  # schema 2 -> 3: filled in by backfill.py from the files' headers
+            self._t.add_columns(meta)
+        return bool(missing or meta)
+
+    def update_meta(self, rows: list[Row]) -> None:
+        """Replace the metadata (and pixel size) of these existing rows, by id, in one commit."""
+        import pyarrow as pa
+
+        if not rows:
+            return
+        cols = {"id": [r.id for r in rows], "width": [r.width for r in rows], "height": [r.height for r in rows]}
+        cols |= _meta_columns(rows)
+        schema = pa.schema([self._t.schema.field(c) for c in cols])
+        self._t.merge_insert("id").when_matched_update_all().execute(pa.table(cols, schema=schema))
+
+    def ids_without_meta(self) -> np.ndarray:
+        """Ids of rows whose metadata was never read (from before schema 3, or moved files)."""
+        if "taken_source" not in self._t.schema.names:
+            return np.zeros(0, np.int64)
+        return self._query("taken_source IS NULL", ["id"]).column("id").to_numpy().astype(np.int64)
+
+    def meta_table(self, columns: list[str]):
+        """These columns of every row (ids included) as a pyarrow Table: what filters run over."""
+        names = self._t.schema.names
+        return self._query(None, ["id", *[c for c in columns if c in names and c != "id"]])
 
     def fragments(self) -> int:
         """How many small fragments the table holds (one per commit until compacted)."""
@@ -138,6 +174,7 @@ class ImageTable:
         cols = _path_columns([r.path for r in rows])
         cols |= {name: [getattr(r, name) for r in rows] for name in _META if name not in ("path", "hash")}
         cols["hash"] = [r.hash or None for r in rows]
+        cols |= _meta_columns(rows)
         cols = {c: v for c, v in cols.items() if c in self._t.schema.names}  # a schema-1 table: fewer
         flat = pa.array(np.ascontiguousarray(xb, np.float32).ravel())
         cols["vector"] = pa.FixedSizeListArray.from_arrays(flat, xb.shape[1])
@@ -155,7 +192,8 @@ class ImageTable:
         return {r.id: r for r in rows}
 
     def all_rows(self) -> list[Row]:
-        return self._rows(None)
+        """Every row, without its metadata (`meta` None): what planning an indexing run needs."""
+        return self._rows(None, meta=False)
 
     def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
         """(ids (N,) int64, vectors (N, D) float32), all of them or those of `ids`."""
@@ -183,10 +221,11 @@ class ImageTable:
         """Merge the small fragments that batch commits leave behind."""
         self._t.optimize()
 
-    def _rows(self, where: str | None) -> list[Row]:
+    def _rows(self, where: str | None, meta: bool = True) -> list[Row]:
         names = self._t.schema.names
-        t = self._query(where, [c for c in (*_META, "path_raw") if c in names]).to_pylist()
-        return [Row(**_path_from_columns(r)) for r in t]
+        wanted = (*_META, "path_raw", *(META_FIELDS if meta else ()))
+        t = self._query(where, [c for c in wanted if c in names]).to_pylist()
+        return [Row(**_meta_from_columns(_path_from_columns(r))) for r in t]
 
     def _query(self, where: str | None, columns: list[str]):
         q = self._t.search().select(columns)
@@ -222,6 +261,17 @@ def _path_columns(paths: list[str]) -> dict[str, list]:
     """path (printable) and path_raw (the OS bytes, only where the path is not valid UTF-8)."""
     shown = [display_path(p) for p in paths]
     return {"path": shown, "path_raw": [None if s == p else os.fsencode(p) for s, p in zip(shown, paths)]}
+
+
+def _meta_columns(rows: list[Row]) -> dict[str, list]:
+    return {c: [getattr(r.meta, c) if r.meta else None for r in rows] for c in META_FIELDS}
+
+
+def _meta_from_columns(r: dict) -> dict:
+    """A stored record with its metadata columns gathered into `meta` (None when all are empty)."""
+    m = {c: r.pop(c) for c in META_FIELDS if c in r}
+    r["meta"] = PhotoMeta(**m) if any(v is not None for v in m.values()) else None
+    return r
 
 
 def _path_from_columns(r: dict) -> dict:

@@ -1,0 +1,158 @@
+"""EXIF and file metadata: times with and without offsets, cameras, GPS in every hemisphere, damage."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from fractions import Fraction
+
+import pytest
+from PIL import Image
+
+from clipsearch.image import load_image
+from clipsearch.photometa import (EXIF, MTIME, PHOTO, RAW, MOVIE, PhotoMeta, dms_to_degrees, kind_of,
+                                  parse_exif_time, read_header, read_meta)
+from clipsearch.places import country_name, name_places
+
+MTIME_2020 = datetime(2020, 5, 6, 7, 8, 9).timestamp()
+
+
+def exif_jpeg(path, *, when=None, offset=None, make=None, model=None, lens=None, gps=None,
+              orientation=None, size=(40, 20)):
+    """A JPEG with the given EXIF tags written by Pillow; mtime set to MTIME_2020."""
+    ex = Image.Exif()
+    if make:
+        ex[0x010F] = make
+    if model:
+        ex[0x0110] = model
+    if orientation:
+        ex[0x0112] = orientation
+    sub = ex.get_ifd(0x8769)
+    if when:
+        sub[0x9003] = when
+    if offset:
+        sub[0x9011] = offset
+    if lens:
+        sub[0xA434] = lens
+    if gps:
+        (lat, lat_ref), (lon, lon_ref) = gps
+        g = ex.get_ifd(0x8825)
+        g[1], g[2], g[3], g[4] = lat_ref, _dms(lat), lon_ref, _dms(lon)
+    Image.new("RGB", size, (90, 120, 200)).save(path, "JPEG", exif=ex)
+    os.utime(path, (MTIME_2020, MTIME_2020))
+    return str(path)
+
+
+def _dms(deg: float):
+    d = int(deg)
+    m = int((deg - d) * 60)
+    s = Fraction(round(((deg - d) * 60 - m) * 60 * 100), 100)
+    return (Fraction(d), Fraction(m), s)
+
+
+def meta_of(path) -> PhotoMeta:
+    return read_meta(load_image(path), path, os.stat(path).st_mtime)
+
+
+def test_time_camera_and_lens_from_exif(tmp_path):
+    p = exif_jpeg(tmp_path / "a.jpg", when="2023:07:14 12:30:05", offset="+02:00", make="Canon",
+                  model="Canon EOS R5", lens="RF24-105mm F4 L IS USM")
+    m = meta_of(p)
+    assert (m.taken, m.taken_offset, m.taken_source) == (datetime(2023, 7, 14, 12, 30, 5), "+02:00", EXIF)
+    assert (m.camera_make, m.camera_model, m.lens, m.camera) == (
+        "Canon", "Canon EOS R5", "RF24-105mm F4 L IS USM", "Canon EOS R5")
+    assert (m.kind, m.folder) == (PHOTO, str(tmp_path))
+    assert m.to_dict()["taken"] == "2023-07-14T12:30:05+02:00"
+
+
+@pytest.mark.parametrize("offset, expected", [
+    ("-07:00", "-07:00"), ("+05:30", "+05:30"), ("+0930", "+09:30"), ("   :  ", None), ("garbage", None), (None, None)])
+def test_time_offsets(tmp_path, offset, expected):
+    m = meta_of(exif_jpeg(tmp_path / "a.jpg", when="2019:12:31 23:59:59", offset=offset))
+    assert m.taken == datetime(2019, 12, 31, 23, 59, 59)  # the local wall clock, not shifted to UTC
+    assert m.taken_offset == expected
+
+
+def test_no_exif_falls_back_to_mtime(tmp_path):
+    p = tmp_path / "plain.png"
+    Image.new("RGB", (30, 10)).save(p)
+    os.utime(p, (MTIME_2020, MTIME_2020))
+    m = meta_of(str(p))
+    assert (m.taken, m.taken_source) == (datetime(2020, 5, 6, 7, 8, 9), MTIME)
+    assert (m.camera, m.lens, m.lat, m.lon, m.taken_offset) == (None, None, None, None, None)
+
+
+@pytest.mark.parametrize("when", ["", "    :  :     :  :  ", "0000:00:00 00:00:00", "2023:13:45 99:00:00", "yesterday"])
+def test_unusable_exif_time_falls_back_to_mtime(tmp_path, when):
+    m = meta_of(exif_jpeg(tmp_path / "a.jpg", when=when or None, make="Nikon"))
+    assert (m.taken_source, m.taken, m.camera_make) == (MTIME, datetime(2020, 5, 6, 7, 8, 9), "Nikon")
+
+
+def test_missing_tags_are_none(tmp_path):
+    m = meta_of(exif_jpeg(tmp_path / "a.jpg", model="Pixel 7"))
+    assert (m.camera_make, m.camera_model, m.camera, m.lens, m.lat) == (None, "Pixel 7", "Pixel 7", None, None)
+
+
+@pytest.mark.parametrize("lat, lon, expected_city, expected_country", [
+    ((48.8566, "N"), (2.3522, "E"), "Paris", "France"),  # N, E
+    ((40.7128, "N"), (74.0060, "W"), "New York City", "United States"),  # N, W
+    ((33.8688, "S"), (151.2093, "E"), "Sydney", "Australia"),  # S, E
+    ((22.9068, "S"), (43.1729, "W"), "Rio de Janeiro", "Brazil"),  # S, W
+])
+def test_gps_in_every_hemisphere_and_its_place(tmp_path, lat, lon, expected_city, expected_country):
+    m = meta_of(exif_jpeg(tmp_path / "a.jpg", gps=(lat, lon)))
+    sign_lat = -1 if lat[1] == "S" else 1
+    sign_lon = -1 if lon[1] == "W" else 1
+    assert m.lat == pytest.approx(sign_lat * lat[0], abs=1e-4)
+    assert m.lon == pytest.approx(sign_lon * lon[0], abs=1e-4)
+    (named,) = name_places([m])
+    assert named.country == expected_country
+    assert named.city == expected_city or named.region  # the nearest GeoNames town may be a suburb
+    assert expected_country in named.place
+
+
+def test_gps_refs_and_bad_values():
+    assert dms_to_degrees((10, 30, 0), "S") == -10.5
+    assert dms_to_degrees((10, 30, 0), b"W\x00") == -10.5
+    assert dms_to_degrees((10, 30, 0), None) == 10.5
+    assert dms_to_degrees((Fraction(1), Fraction(0)), "N") is None  # two values, not three
+    assert dms_to_degrees("junk", "N") is None
+
+
+def test_null_island_and_out_of_range_gps_are_dropped(tmp_path):
+    assert meta_of(exif_jpeg(tmp_path / "a.jpg", gps=((0.0, "N"), (0.0, "E")))).lat is None
+    assert meta_of(exif_jpeg(tmp_path / "b.jpg", gps=((95.0, "N"), (10.0, "E")))).lat is None
+
+
+def test_broken_exif_block_costs_the_fields_not_the_photo(tmp_path):
+    p = tmp_path / "broken.jpg"
+    Image.new("RGB", (16, 16)).save(p, "JPEG", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff\x01\x02garbage")
+    os.utime(p, (MTIME_2020, MTIME_2020))
+    m = meta_of(str(p))
+    assert m.taken_source == MTIME and m.camera is None
+    meta, size = read_header(str(p), MTIME_2020)
+    assert meta.taken_source == MTIME and size == (16, 16)
+
+
+def test_header_only_read_gives_oriented_size(tmp_path):
+    p = exif_jpeg(tmp_path / "r.jpg", when="2021:01:02 03:04:05", orientation=6, size=(40, 20))
+    meta, size = read_header(p, 0.0)
+    assert size == (20, 40)
+    assert meta.taken == datetime(2021, 1, 2, 3, 4, 5)
+    assert read_header(str(tmp_path / "missing.jpg"), MTIME_2020)[1] is None
+
+
+def test_parse_exif_time_variants():
+    assert parse_exif_time("2023-07-14 10:00:00") == (datetime(2023, 7, 14, 10), None)
+    assert parse_exif_time(b"2023:07:14 10:00:00\x00", b"-03:00") == (datetime(2023, 7, 14, 10), "-03:00")
+    assert parse_exif_time("2001:02:03") == (datetime(2001, 2, 3), None)
+    assert parse_exif_time(12345) == (None, None)
+
+
+def test_kind_by_suffix():
+    assert [kind_of(p) for p in ("a.JPG", "b.CR2", "c.dng", "d.MOV", "e.mp4", "f.heic")] == [
+        PHOTO, RAW, RAW, MOVIE, MOVIE, PHOTO]
+
+
+def test_country_names():
+    assert country_name("gb") == "United Kingdom" and country_name("") is None and country_name("ZZ") == "ZZ"
