@@ -216,6 +216,18 @@ def _add(index, xb: np.ndarray, ids: np.ndarray) -> None:
     ivf.add_core(len(xb), faiss.swig_ptr(xb), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
 
 
+def _bitmap_selector(ids: np.ndarray):
+    """(faiss IDSelectorBitmap, its bitmap) over non-negative int64 ids; keep the bitmap alive."""
+    import faiss
+
+    ids = np.asarray(ids, np.int64)
+    ids = ids[ids >= 0]
+    bits = np.zeros(int(ids.max()) + 1 if len(ids) else 1, bool)
+    bits[ids] = True
+    bitmap = np.packbits(bits, bitorder="little")
+    return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)), bitmap
+
+
 class AnnIndex:
     """A FAISS index keyed by the caller's int64 ids; search returns D (nq, k), I (nq, k)."""
 
@@ -261,29 +273,35 @@ class AnnIndex:
         return want.nlist >= 4 * self.spec.nlist
 
     def search(
-        self, xq: np.ndarray, k: int, nprobe: int | None = None
+        self, xq: np.ndarray, k: int, nprobe: int | None = None, subset: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product: xq (nq, D) -> D (nq, k) float32, I (nq, k) int64; -1/-inf pad."""
+        """Top-k by inner product: xq (nq, D) -> D (nq, k) float32, I (nq, k) int64; -1/-inf pad.
+
+        `subset` (int64 ids): only these may be returned (see selection.py for choosing nprobe).
+        """
         xq = _matrix(xq, self.spec.dim, "xq")
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         nprobe = min(max(1, nprobe or self.spec.nprobe or 1), max(1, self.spec.nlist))
-        D, I = self._search_gpu(xq, k, nprobe) if len(xq) >= GPU_MIN_BATCH else (None, None)
+        use_gpu = len(xq) >= GPU_MIN_BATCH and subset is None
+        D, I = self._search_gpu(xq, k, nprobe) if use_gpu else (None, None)
         if D is None:
-            D, I = self._index.search(xq, k, params=self._params(nprobe))
+            sel = None if subset is None else _bitmap_selector(subset)
+            D, I = self._index.search(xq, k, params=self._params(nprobe, sel and sel[0]))
         D[I < 0] = -np.inf
         return D, I
 
-    def _params(self, nprobe: int):
+    def _params(self, nprobe: int, sel=None):
         import faiss
 
         if self.spec.kind == "flat":
-            return None
+            return None if sel is None else faiss.SearchParameters(sel=sel)
         quantizer = faiss.downcast_index(faiss.extract_index_ivf(self._index).quantizer)
+        extra = {} if sel is None else {"sel": sel}
         if isinstance(quantizer, faiss.IndexHNSW):  # its beam must be at least nprobe wide
             hnsw = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
-            return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw)
-        return faiss.SearchParametersIVF(nprobe=nprobe)
+            return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw, **extra)
+        return faiss.SearchParametersIVF(nprobe=nprobe, **extra)
 
     def _search_gpu(self, xq: np.ndarray, k: int, nprobe: int):
         """(D, I) from a cached GPU copy, or (None, None) to search on the CPU."""

@@ -17,6 +17,7 @@ import numpy as np
 from .batch import Failure, decode_file, embed_decoded
 from .config import CLASSIFY_TEMPLATES
 from .errors import InputError
+from .filters import Filter
 from .index import Index
 from .model import Encoder
 from .pool import DecodeMap
@@ -79,9 +80,10 @@ def classify_files(paths: list[str], encoder: Encoder, classifier: Classifier, m
         yield from (done[d.path if isinstance(d, Failure) else d.row.path] for d in items)
 
 
-def classify_index(index: Index, classifier: Classifier) -> list[Prediction]:
-    """Predictions for every image of `index` from its stored vectors (nothing is re-encoded)."""
-    ids, xb = index.images.vectors()
+def classify_index(index: Index, classifier: Classifier, where: Filter | None = None) -> list[Prediction]:
+    """Predictions for every image of `index` (those `where` lets through) from its stored vectors
+    (nothing is re-encoded)."""
+    ids, xb = index.images.vectors(index.matching(where) if where else None)
     rows = index.images.rows(ids)
     order = sorted(range(len(ids)), key=lambda n: rows[int(ids[n])].path)
     return classifier.predict([rows[int(ids[n])].path for n in order], xb[order])

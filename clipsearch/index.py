@@ -20,7 +20,10 @@ from . import manifest as mf
 from .ann import RERANK_FACTOR, AnnIndex, choose_spec
 from .ann import rerank as rerank_exact
 from .errors import IndexDirError, ModelError
+from .filters import Filter
 from .model import ModelIdentity
+from .photometa import PhotoMeta
+from .selection import search_among
 from .store import IMAGES, FailureTable, ImageTable, Row, Store
 
 ANN_FILE = "images.faiss"
@@ -35,6 +38,7 @@ class Hit:
     id: int
     width: int
     height: int
+    meta: PhotoMeta | None = None  # when, where, which camera; None for rows not read yet
 
 
 class Index:
@@ -114,11 +118,12 @@ class Index:
     # --- reading -------------------------------------------------------------------------
 
     def search(self, xq: np.ndarray, k: int, nprobe: int | None = None,
-               rerank: int | None = None) -> list[list[Hit]]:
+               rerank: int | None = None, where: Filter | None = None) -> list[list[Hit]]:
         """(nq, D) float32 unit vectors -> per query the k best hits, best first.
 
         An approximate index gives `rerank`·k candidates, re-scored exactly with the full
-        vectors from the table, so the top k are exact among the candidates.
+        vectors from the table, so the top k are exact among the candidates. With `where`,
+        the k best among the images it lets through (selection.py).
         """
         ann = self.ann()
         k = min(k, len(ann))
@@ -127,12 +132,23 @@ class Index:
         xq = np.ascontiguousarray(xq, np.float32)
         nprobe, rerank = nprobe or self.nprobe, rerank or self.rerank
         exact = ann.spec.kind == "flat" or rerank <= 1
-        D, I = ann.search(xq, k if exact else min(len(ann), rerank * k), nprobe)
-        if not exact:
-            D, I = rerank_exact(xq, I, self.images.vectors_of, k)
+        if where:
+            D, I, _ = search_among(ann, xq, k, self.matching(where), self.images.vectors_of, nprobe, rerank)
+        else:
+            D, I = ann.search(xq, k if exact else min(len(ann), rerank * k), nprobe)
+            if not exact:
+                D, I = rerank_exact(xq, I, self.images.vectors_of, k)
         rows = self.images.rows(np.unique(I[I >= 0]))
-        return [[Hit(rows[i].path, float(d), int(i), rows[i].width, rows[i].height)
+        return [[Hit(rows[i].path, float(d), int(i), rows[i].width, rows[i].height, rows[i].meta)
                  for d, i in zip(ds, ids) if i in rows] for ds, ids in zip(D, I)]
+
+    def matching(self, where: Filter) -> np.ndarray:
+        """Sorted int64 ids of the images `where` lets through."""
+        t = self.images.meta_table(where.columns())
+        missing = [c for c in where.columns() if c not in t.column_names]
+        if missing:  # an index from before schema 3, not re-indexed yet: nothing has the metadata
+            return np.zeros(0, np.int64)
+        return np.sort(t["id"].to_numpy()[where.mask(t)]).astype(np.int64)
 
     def ann(self) -> AnnIndex:
         """The ANN index, loaded from disk, or rebuilt when it doesn't match the table."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
 from .algebra import IMAGE, TEXT, Term, embed_query, kind_of, parse_query
 from .calibration import Calibrator
 from .errors import InputError
+from .filters import SORTS, Filter
 from .index import Hit
+from .querydates import split_date
 from .search import Searcher
 from .texts import TextCollection, TextHit
 
@@ -26,6 +29,15 @@ class Match:
         return self.hit.score
 
 
+@dataclass(frozen=True)
+class Understood:
+    """A query as it will be run: its words without the dates typed into it, and the filter."""
+
+    query: str | list[str] | list[Term]
+    where: Filter | None
+    note: str | None = None  # what was read from the words: "searching 'beach' taken in July 2023"
+
+
 class Matcher:
     """Joins a searcher (encoder + index) and a calibrator; queries are algebra expressions."""
 
@@ -39,15 +51,34 @@ class Matcher:
         enc = self.searcher.encoder
         return embed_query(terms, enc.encode_texts, self.searcher.embed_image), kind_of(terms)
 
+    def understand(self, query: str | list[str], where: Filter | None = None,
+                   parse_dates: bool = True) -> Understood:
+        """A one-text query with a date in its words ("beach July 2023") -> its other words, and
+        `where` narrowed to that date; anything else (algebra, images, no date) as it is."""
+        terms = parse_query(query) if query else []
+        if not parse_dates or len(terms) != 1 or terms[0].kind != TEXT or terms[0].weight != 1:
+            return Understood(query, where)
+        found = split_date(terms[0].value)
+        if found is None:
+            return Understood(query, where)
+        narrowed = (where or Filter()).with_dates(found.after, found.before)
+        return Understood([found.text], narrowed, found.message())  # one word: no re-splitting
+
     def search(self, queries: list, k: int, texts: TextCollection | None = None,
-               min_score: float | None = None) -> list[list[Match]]:
-        """Per query the k best images (or texts of `texts`), best first by cosine.
+               min_score: float | None = None, where: Filter | None = None,
+               sort: str = "score") -> list[list[Match]]:
+        """Per query the k best images (or texts of `texts`), best first by cosine, or newest first
+        with sort="date"; with `where`, the k best among the images it lets through.
 
         Calibrated scores come with text queries over images and image queries over texts;
         `min_score` drops matches calibrated below it (InputError for other queries).
         """
         if k < 1:
             raise InputError(f"--top must be at least 1 (got {k})")
+        if sort not in SORTS:
+            raise InputError(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
+        if where and texts is not None:
+            raise InputError("filters (dates, camera, place, folder ...) apply to images, not to --texts: drop them")
         vecs, kinds = zip(*(self.vector(q) for q in queries)) if queries else ((), ())
         target_kind = TEXT if texts is not None else IMAGE
         calibrate = [kind not in ("mixed", target_kind) for kind in kinds]
@@ -55,7 +86,9 @@ class Matcher:
             raise InputError("--min-score applies to calibrated scores, which only text queries over "
                              "images and image queries over --texts have: drop --min-score")
         xq = np.stack(vecs) if vecs else np.zeros((0, self.searcher.encoder.dim), np.float32)
-        hits = texts.search(xq, k) if texts is not None else self.searcher.index.search(xq, k)
+        hits = texts.search(xq, k) if texts is not None else self.searcher.index.search(xq, k, where=where)
+        if sort == "date":
+            hits = [sorted(row, key=_taken, reverse=True) for row in hits]
         out = []
         for q, row, cal in zip(xq, hits, calibrate):
             scores = self._calibrated(q, row, texts is not None) if cal else [None] * len(row)
@@ -69,3 +102,7 @@ class Matcher:
             return self.calibrator(cos, q).tolist()
         return self.calibrator(cos, self.searcher.index.images.vectors_of([h.id for h in row])).tolist()
 
+
+def _taken(hit) -> datetime:
+    """Newest first; images without a date last."""
+    return getattr(getattr(hit, "meta", None), "taken", None) or datetime.min

@@ -9,46 +9,12 @@ from fractions import Fraction
 import pytest
 from PIL import Image
 
+from exifphotos import MTIME_2020, exif_jpeg
+
 from clipsearch.image import load_image
 from clipsearch.photometa import (EXIF, MTIME, PHOTO, RAW, MOVIE, PhotoMeta, dms_to_degrees, kind_of,
                                   parse_exif_time, read_header, read_meta)
 from clipsearch.places import country_name, name_places
-
-MTIME_2020 = datetime(2020, 5, 6, 7, 8, 9).timestamp()
-
-
-def exif_jpeg(path, *, when=None, offset=None, make=None, model=None, lens=None, gps=None,
-              orientation=None, size=(40, 20)):
-    """A JPEG with the given EXIF tags written by Pillow; mtime set to MTIME_2020."""
-    ex = Image.Exif()
-    if make:
-        ex[0x010F] = make
-    if model:
-        ex[0x0110] = model
-    if orientation:
-        ex[0x0112] = orientation
-    sub = ex.get_ifd(0x8769)
-    if when:
-        sub[0x9003] = when
-    if offset:
-        sub[0x9011] = offset
-    if lens:
-        sub[0xA434] = lens
-    if gps:
-        (lat, lat_ref), (lon, lon_ref) = gps
-        g = ex.get_ifd(0x8825)
-        g[1], g[2], g[3], g[4] = lat_ref, _dms(lat), lon_ref, _dms(lon)
-    Image.new("RGB", size, (90, 120, 200)).save(path, "JPEG", exif=ex)
-    os.utime(path, (MTIME_2020, MTIME_2020))
-    return str(path)
-
-
-def _dms(deg: float):
-    d = int(deg)
-    m = int((deg - d) * 60)
-    s = Fraction(round(((deg - d) * 60 - m) * 60 * 100), 100)
-    return (Fraction(d), Fraction(m), s)
-
 
 def meta_of(path) -> PhotoMeta:
     return read_meta(load_image(path), path, os.stat(path).st_mtime)

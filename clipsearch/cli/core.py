@@ -13,8 +13,8 @@ from ..errors import InputError
 from . import main
 from .maintenance import print_failures
 from .matches import QUERY_GRAMMAR, print_matches
-from .options import (device_option, index_option, index_root, json_option, load_model, model_option,
-                      pretrained_option)
+from .options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
+                      load_model, model_option, pretrained_option)
 
 
 @main.command()
@@ -61,6 +61,11 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 @click.option("--background", type=click.Path(path_type=Path), default=None,
               help="Prompts the calibrated score compares against, one a line [default: generic photo prompts].")
 @click.option("-k", "--top", type=int, default=Settings().top_k, show_default=True, help="How many results.")
+@filter_options
+@click.option("--sort", type=click.Choice(["score", "date"]), default="score", show_default=True,
+              help="Order of the k best matches: by score, or newest first.")
+@click.option("--no-parse-dates", is_flag=True,
+              help='Keep dates in the query as words (by default "beach July 2023" searches "beach" in July 2023).')
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
               help="IVF lists to visit (approximate index only) [default: the index's, see `info`].")
 @click.option("--rerank", type=click.IntRange(min=1), default=None,
@@ -70,8 +75,8 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 @pretrained_option
 @device_option
 @json_option
-def query(terms, images, texts, min_score, background, top, nprobe, rerank, index_dir, model, pretrained,
-          device, as_json):
+def query(terms, images, texts, min_score, background, top, after, before, camera, place, near, folders, kind,
+          min_size, sort, no_parse_dates, nprobe, rerank, index_dir, model, pretrained, device, as_json):
     """Search the index by TERMS (text, images, or a weighted sum of them), or by --image."""
     from .. import BACKGROUND_PROMPTS, Calibrator, Matcher, Searcher, Term, open_texts, read_texts
     from ..algebra import IMAGE
@@ -82,15 +87,22 @@ def query(terms, images, texts, min_score, background, top, nprobe, rerank, inde
         raise InputError('the query is empty: describe what you are looking for, e.g. clipsearch query "a red car"')
     if top < 1:
         raise InputError(f"--top must be at least 1 (got {top})")
+    where = filter_from(after, before, camera, place, near, folders, kind, min_size)
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
     searcher.index.nprobe, searcher.index.rerank = nprobe, rerank or RERANK_FACTOR
     collection = None if texts is None else open_texts(searcher.index, texts or None)
     queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
     calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
-    found = Matcher(searcher, calibrator).search(queries, top, collection, min_score)
+    matcher = Matcher(searcher, calibrator)
+    if terms:
+        understood = matcher.understand(list(terms), where, parse_dates=not no_parse_dates and collection is None)
+        queries, where = [understood.query], understood.where
+        if understood.note:
+            click.echo(understood.note, err=True)
+    found = matcher.search(queries, top, collection, min_score, where=where or None, sort=sort)
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
-    print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score))
+    print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score, where))
 
 
 @main.command()
@@ -130,7 +142,9 @@ def _open_for_query(index_dir, model, pretrained, settings):
     return encoder, idx
 
 
-def _empty_hint(collection, min_score) -> str:
+def _empty_hint(collection, min_score, where=None) -> str:
+    if where:
+        return f"no results among the images {where.describe()}: loosen the filters"
     if min_score is not None:
         return f"no results with a calibrated score of {min_score} or more: lower --min-score"
     if collection is not None:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from ..files import display_path
+from ..photometa import PhotoMeta
 
 QUERY_GRAMMAR = """\b
 Query algebra: TERMS are texts and images joined by + and - (each a word of its own), each
@@ -33,6 +34,9 @@ meaning from query to query.
 def match_dict(m) -> dict:
     """A match as a JSON-ready dict: the hit's fields, the score rounded, "calibrated" if any."""
     d = asdict(m.hit)
+    if "meta" in d:  # an image: its metadata fields flattened in (null where unknown)
+        d.pop("meta")
+        d |= (m.hit.meta or PhotoMeta()).to_dict()
     d["score"] = round(m.hit.score, 6)
     if m.calibrated is not None:
         d["calibrated"] = round(m.calibrated, 6)

@@ -37,3 +37,30 @@ def load_model(root: Path, model: str | None, pretrained: str | None, settings: 
     else:
         arch, weights = resolve_model(model, pretrained)
     return load_encoder(arch, weights, settings.device, settings.batch_size, settings.fast_encoder)
+
+
+def filter_options(fn):
+    """--after/--before/--camera/--place/--near/--in/--type/--min-size: the images a command may return."""
+    opts = [
+        click.option("--after", metavar="DATE", default=None, help="Taken on or after DATE: 2023, 2023-07 or 2023-07-14."),
+        click.option("--before", metavar="DATE", default=None, help="Taken on or before DATE (its whole year, month or day)."),
+        click.option("--camera", metavar="TEXT", default=None, help="Camera make, model or lens contains TEXT (any case)."),
+        click.option("--place", metavar="TEXT", default=None, help="City, region or country contains TEXT (any case)."),
+        click.option("--near", metavar="LAT,LON[,KM]", default=None, help="Taken within KM (default 10) of LAT,LON."),
+        click.option("--in", "folders", metavar="FOLDER", multiple=True, type=click.Path(path_type=Path),
+                     help="Only images under FOLDER (repeat for several)."),
+        click.option("--type", "kind", type=click.Choice(["photo", "video", "raw"]), default=None,
+                     help="Only this kind of file."),
+        click.option("--min-size", metavar="WxH", default=None, help="At least W pixels wide and H high."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def filter_from(after, before, camera, place, near, folders, kind, min_size):
+    """The Filter the filter options ask for (falsy when none is given)."""
+    from ..filters import make_filter
+
+    return make_filter(after=after, before=before, camera=camera, place=place, near=near,
+                       folders=[str(f) for f in folders], kind=kind, min_size=min_size)

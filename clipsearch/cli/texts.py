@@ -14,7 +14,8 @@ from ..config import Settings
 from ..errors import InputError
 from ..files import display_path
 from . import main
-from .options import device_option, index_option, index_root, json_option, load_model, model_option, pretrained_option
+from .options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
+                      load_model, model_option, pretrained_option)
 
 
 @main.command("index-texts")
@@ -73,13 +74,14 @@ def list_texts(index_dir, as_json):
 @click.option("-k", "--top", type=click.IntRange(min=1), default=3, show_default=True, help="Labels shown per image in the table.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV: path, label, probability, then one column per label.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Decoding processes [default: cores - 1].")
+@filter_options
 @index_option
 @model_option
 @pretrained_option
 @device_option
 @json_option
-def classify(paths, labels, labels_file, templates_file, indexed, top, as_csv, workers, index_dir, model,
-             pretrained, device, as_json):
+def classify(paths, labels, labels_file, templates_file, indexed, top, as_csv, workers, after, before, camera,
+             place, near, folders, kind, min_size, index_dir, model, pretrained, device, as_json):
     """Zero-shot classify the images in PATHS (files or folders), or --indexed: per image each label's
     probability (softmax over the labels, prompts ensembled over templates)."""
     from .. import CLASSIFY_TEMPLATES, Classifier, read_texts
@@ -88,6 +90,9 @@ def classify(paths, labels, labels_file, templates_file, indexed, top, as_csv, w
         raise click.UsageError("give image files or folders to classify, or --indexed (one of them)")
     if (labels is None) == (labels_file is None):
         raise click.UsageError('give --labels "cat,dog,car" or --labels-file FILE (one of them)')
+    where = filter_from(after, before, camera, place, near, folders, kind, min_size)
+    if where and not indexed:
+        raise click.UsageError("the filters (--after, --camera, --in ...) apply to --indexed images only")
     names = labels.split(",") if labels is not None else read_texts(labels_file)
     templates = read_texts(templates_file) if templates_file else CLASSIFY_TEMPLATES
     settings = Settings().with_(device=device, workers=workers)
@@ -95,18 +100,18 @@ def classify(paths, labels, labels_file, templates_file, indexed, top, as_csv, w
     encoder = load_model(root, model, pretrained, settings)
     classifier = Classifier(encoder, names, templates)
     if indexed:
-        results = _indexed(root, encoder, classifier)
+        results = _indexed(root, encoder, classifier, where or None)
     else:
         results = _files(paths, encoder, classifier, settings)
     _print_predictions(results, classifier.labels, top, as_json, as_csv)
 
 
-def _indexed(root: Path, encoder, classifier) -> list:
+def _indexed(root: Path, encoder, classifier, where) -> list:
     from .. import classify_index, open_index
 
     idx = open_index(root)
     idx.check_model(encoder.identity)
-    return classify_index(idx, classifier)
+    return classify_index(idx, classifier, where)
 
 
 def _files(paths, encoder, classifier, settings: Settings) -> list:
