@@ -1,0 +1,84 @@
+"""Filtered search against brute force: the true top k among the matching vectors, at 0.1 %, 1 %,
+10 % and 50 % selectivity, by both plans (exact scoring of the matches; IVF-PQ with an id selector)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clipsearch import selection
+from clipsearch.ann import AnnIndex, AnnSpec
+from clipsearch.selection import EXACT, SELECTOR, exact_top_k, probes_for, search_among
+
+N, D, K, NQ = 20_000, 64, 10, 40
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Clustered unit vectors (ids offset, not 0..N-1), held-out queries, and an IVF-PQ index."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((200, D)).astype(np.float32)
+    x = centres[rng.integers(0, 200, N + NQ)] + 0.6 * rng.standard_normal((N + NQ, D)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    xb, xq = x[:N], x[N:]
+    ids = np.arange(N, dtype=np.int64) * 2 + 7
+    ivf = AnnIndex.build(xb, ids, AnnSpec("ivfpq", D, nlist=64, m=8, train_size=10_000, nprobe=4))
+    flat = AnnIndex.build(xb, ids, AnnSpec("flat", D))
+    return xb, xq, ids, ivf, flat
+
+
+def lookup(xb, ids):
+    pos = {int(i): n for n, i in enumerate(ids)}
+    return lambda wanted: xb[[pos[int(i)] for i in wanted]]
+
+
+def truth(xb, xq, ids, subset):
+    keep = np.isin(ids, subset)
+    return exact_top_k(xq, xb[keep], ids[keep], K)
+
+
+def recall(I, gt) -> float:
+    return np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum()) for a, b in zip(I, gt)])
+
+
+@pytest.mark.parametrize("share", [0.001, 0.01, 0.1, 0.5])
+def test_exact_plan_is_exact(data, share):
+    xb, xq, ids, ivf, flat = data
+    subset = np.sort(np.random.default_rng(1).choice(ids, int(share * N), replace=False))
+    gt_D, gt_I = truth(xb, xq, ids, subset)
+    for index in (flat, ivf):  # Flat: its own selector; IVF-PQ: the matching vectors scored exactly
+        D, I, plan = search_among(index, xq, K, subset, lookup(xb, ids))
+        assert plan == EXACT
+        np.testing.assert_array_equal(I, gt_I)
+        np.testing.assert_allclose(D, gt_D, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("share, plan, bound", [
+    (0.001, EXACT, 1.0), (0.01, EXACT, 1.0), (0.1, SELECTOR, 0.9), (0.5, SELECTOR, 0.9)])
+def test_planned_search_recall(data, share, plan, bound, monkeypatch):
+    """The planner at N=20k with EXACT_MAX scaled as at 1M (20k of 1M = 2 %)."""
+    xb, xq, ids, ivf, flat = data
+    monkeypatch.setattr(selection, "EXACT_MAX", int(0.02 * N))
+    subset = np.sort(np.random.default_rng(2).choice(ids, int(share * N), replace=False))
+    gt_D, gt_I = truth(xb, xq, ids, subset)
+    D, I, chosen = search_among(ivf, xq, K, subset, lookup(xb, ids))
+    assert chosen == plan
+    assert np.isin(I[I >= 0], subset).all()  # nothing outside the filter, ever
+    assert recall(I, gt_I) >= bound
+    assert (I >= 0).sum(axis=1).min() == K  # never short: k results when k match
+
+
+def test_no_match_and_fewer_than_k():
+    xb = np.eye(4, 8, dtype=np.float32)
+    index = AnnIndex.build(xb, np.arange(4, dtype=np.int64), AnnSpec("flat", 8))
+    D, I, _ = search_among(index, xb[:1], 3, np.array([], np.int64), lambda i: xb[i])
+    assert (I == -1).all() and np.isneginf(D).all()
+    D, I, _ = search_among(index, xb[:1], 3, np.array([2], np.int64), lambda i: xb[i])
+    assert I.tolist() == [[2, -1, -1]]
+
+
+def test_rarer_matches_probe_more_lists():
+    assert probes_for(64, 1.0, 2048) == 64
+    assert probes_for(64, 0.25, 2048) == 128
+    assert probes_for(64, 0.001, 2048) == 64 * selection.PROBE_BOOST_MAX
+    assert probes_for(64, 0.001, 100) == 100
