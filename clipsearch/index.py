@@ -52,6 +52,7 @@ class Index:
         self.nprobe: int | None = None  # search defaults of this handle: None = the spec's nprobe
         self.rerank: int = RERANK_FACTOR
         self.notes: list[str] = []  # what sync_ann did that a user should hear about
+        self._columns: tuple = (None, None)  # (table version, columns) -> the filter columns read
 
     @property
     def identity(self) -> ModelIdentity:
@@ -144,7 +145,10 @@ class Index:
 
     def matching(self, where: Filter) -> np.ndarray:
         """Sorted int64 ids of the images `where` lets through."""
-        t = self.images.meta_table(where.columns())
+        key = (self.images.version, tuple(where.columns()))
+        if self._columns[0] != key:  # a UI asks again and again: read the columns once per version
+            self._columns = (key, self.images.meta_table(where.columns()))
+        t = self._columns[1]
         missing = [c for c in where.columns() if c not in t.column_names]
         if missing:  # an index from before schema 3, not re-indexed yet: nothing has the metadata
             return np.zeros(0, np.int64)

@@ -42,8 +42,9 @@ def recall(I, gt) -> float:
 
 
 @pytest.mark.parametrize("share", [0.001, 0.01, 0.1, 0.5])
-def test_exact_plan_is_exact(data, share):
+def test_exact_plan_is_exact(data, share, monkeypatch):
     xb, xq, ids, ivf, flat = data
+    monkeypatch.setattr(selection, "EXACT_MAX", N)
     subset = np.sort(np.random.default_rng(1).choice(ids, int(share * N), replace=False))
     gt_D, gt_I = truth(xb, xq, ids, subset)
     for index in (flat, ivf):  # Flat: its own selector; IVF-PQ: the matching vectors scored exactly
@@ -54,11 +55,11 @@ def test_exact_plan_is_exact(data, share):
 
 
 @pytest.mark.parametrize("share, plan, bound", [
-    (0.001, EXACT, 1.0), (0.01, EXACT, 1.0), (0.1, SELECTOR, 0.9), (0.5, SELECTOR, 0.9)])
+    (0.001, EXACT, 1.0), (0.01, SELECTOR, 0.9), (0.1, SELECTOR, 0.9), (0.5, SELECTOR, 0.9)])
 def test_planned_search_recall(data, share, plan, bound, monkeypatch):
-    """The planner at N=20k with EXACT_MAX scaled as at 1M (20k of 1M = 2 %)."""
+    """The planner at N=20k with EXACT_MAX scaled as at 1M (2,000 of 1M = 0.2 %)."""
     xb, xq, ids, ivf, flat = data
-    monkeypatch.setattr(selection, "EXACT_MAX", int(0.02 * N))
+    monkeypatch.setattr(selection, "EXACT_MAX", int(0.002 * N))
     subset = np.sort(np.random.default_rng(2).choice(ids, int(share * N), replace=False))
     gt_D, gt_I = truth(xb, xq, ids, subset)
     D, I, chosen = search_among(ivf, xq, K, subset, lookup(xb, ids))
@@ -79,6 +80,7 @@ def test_no_match_and_fewer_than_k():
 
 def test_rarer_matches_probe_more_lists():
     assert probes_for(64, 1.0, 2048) == 64
-    assert probes_for(64, 0.25, 2048) == 128
-    assert probes_for(64, 0.001, 2048) == 64 * selection.PROBE_BOOST_MAX
+    assert probes_for(64, 0.25, 2048) == 256
+    assert probes_for(64, 0.001, 2048) == 2048
+    assert probes_for(4, 0.001, 2048) == 4 * selection.PROBE_BOOST_MAX
     assert probes_for(64, 0.001, 100) == 100
