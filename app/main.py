@@ -12,7 +12,9 @@ import streamlit as st
 
 # Absolute imports: Streamlit runs this file as a script, outside its package (installed as clipsearch.app).
 from clipsearch import Settings, default_index_dir
-from clipsearch.app import resources, views
+from clipsearch.app import filterpanel, resources, views
+from clipsearch.filters import Filter
+from clipsearch.matcher import newest_first
 from clipsearch.app.query import Query, like_query, upload_query
 
 TEXT, UPLOAD, LIKE = "text", "upload", "like"  # where the current query comes from
@@ -49,23 +51,35 @@ def _on_like(hit_id: int, path: str) -> None:
     _set_mode(LIKE)
 
 
-def sidebar(res: resources.Resources, settings: Settings) -> int:
-    """The index panel and the result-count control; returns how many results to show."""
+def sidebar(res: resources.Resources, settings: Settings) -> tuple[int, Filter, str]:
+    """The index panel, the result-count control and the filters: (k, filter, sort)."""
     with st.sidebar:
+        k = st.slider("Results", 1, 100, settings.top_k, key="k")
+        where, sort = filterpanel.sidebar_filters(res.index)
         views.index_panel(res.info, res.index.identity.describe())
         if st.button("Reload", help="Pick up changes made by `clipsearch index`"):
             resources.reload()
             st.rerun()
-        return st.slider("Results", 1, 100, settings.top_k, key="k")
+        return k, where, sort
 
 
-def results(query: Query, res: resources.Resources, k: int) -> None:
-    hits = res.searcher.by_text(query.text, k) if query.text else res.searcher.by_vector(query.vector, k)
+def results(query: Query, res: resources.Resources, k: int, where: Filter, sort: str) -> None:
+    if query.text:  # the CLI's path: dates typed into the words narrow the filter, and it says so
+        matcher = res.matcher
+        understood = matcher.understand(query.text, where)
+        if understood.note:
+            st.caption(understood.note)
+        hits = [m.hit for m in matcher.search([understood.query], k, where=understood.where or None, sort=sort)[0]]
+    else:
+        hits = res.index.search(query.vector[None], k, where=where or None)[0]
+        hits = newest_first(hits) if sort == "date" else hits
+    filterpanel.timeline(res.index, where)
     shown = [h for h in hits if h.path in res.roots]
     if len(shown) < len(hits):
         st.warning(f"{len(hits) - len(shown)} results are outside the indexed folders and are not shown")
     if not shown:
-        st.info("no results: try other words, or another image")
+        st.info(f"no results among the images {where.describe()}: loosen the filters" if where
+                else "no results: try other words, or another image")
     views.grid(shown, res, _on_like)
 
 
@@ -75,7 +89,7 @@ def page(settings: Settings) -> None:
     res = views.guarded(resources.load, index_dir(sys.argv[1:]), settings)
     if res is None:
         st.stop()
-    k = sidebar(res, settings)
+    k, where, sort = sidebar(res, settings)
     st.text_input("Describe what you are looking for", key="text", on_change=_set_mode, args=(TEXT,),
                   placeholder="a dog playing in the snow")
     st.file_uploader("…or search with an image", type=None, key="upload", on_change=_on_upload,
@@ -96,7 +110,7 @@ def page(settings: Settings) -> None:
             typed = st.text_input("Labels to classify it against (comma-separated)", key="labels",
                                   placeholder="a cat, a dog, a car")
             views.guarded(views.labels_panel, res, query.vector, typed, k)
-    views.guarded(results, query, res, k)
+    views.guarded(results, query, res, k, where, sort)
 
 
 if __name__ == "__main__":  # Streamlit runs the script as __main__; a spawned worker process

@@ -54,8 +54,19 @@ def _cell(hit: Hit, res: Resources, on_like: Callable[[int, str], None]) -> None
     else:
         st.image(data, caption=f"{hit.score:.3f}", alt=Path(shown).name, width="stretch")
     st.text(shown)
+    when_where = taken_and_place(hit)
+    if when_where:
+        st.text(when_where)  # text, not Markdown: EXIF strings are untrusted too
     st.button("Similar", key=f"like-{hit.id}", on_click=on_like, args=(hit.id, hit.path),
               help="Search for images like this one")
+
+
+def taken_and_place(hit: Hit) -> str:
+    """"2023-07-14 · Paris, Ile-de-France, France" (what is known), "" when nothing is."""
+    m = hit.meta
+    if m is None:
+        return ""
+    return " · ".join(p for p in (m.taken and f"{m.taken:%Y-%m-%d}", m.place) if p)
 
 
 def index_panel(info: dict, identity_text: str) -> None:

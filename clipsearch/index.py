@@ -52,7 +52,7 @@ class Index:
         self.nprobe: int | None = None  # search defaults of this handle: None = the spec's nprobe
         self.rerank: int = RERANK_FACTOR
         self.notes: list[str] = []  # what sync_ann did that a user should hear about
-        self._columns: tuple = (None, None)  # (table version, columns) -> the filter columns read
+        self._columns: dict = {}  # (table version, column names) -> those columns, read
 
     @property
     def identity(self) -> ModelIdentity:
@@ -145,14 +145,20 @@ class Index:
 
     def matching(self, where: Filter) -> np.ndarray:
         """Sorted int64 ids of the images `where` lets through."""
-        key = (self.images.version, tuple(where.columns()))
-        if self._columns[0] != key:  # a UI asks again and again: read the columns once per version
-            self._columns = (key, self.images.meta_table(where.columns()))
-        t = self._columns[1]
+        t = self.columns(where.columns())
         missing = [c for c in where.columns() if c not in t.column_names]
         if missing:  # an index from before schema 3, not re-indexed yet: nothing has the metadata
             return np.zeros(0, np.int64)
         return np.sort(t["id"].to_numpy()[where.mask(t)]).astype(np.int64)
+
+    def columns(self, names: list[str]):
+        """These metadata columns (and "id") of every image, as a pyarrow Table; read once per table
+        version (a UI asks again and again). Columns an older index lacks are absent."""
+        key = (self.images.version, tuple(names))
+        if key not in self._columns:
+            self._columns = {k: v for k, v in self._columns.items() if k[0] == key[0]}
+            self._columns[key] = self.images.meta_table(list(names))
+        return self._columns[key]
 
     def ann(self) -> AnnIndex:
         """The ANN index, loaded from disk, or rebuilt when it doesn't match the table."""

@@ -88,7 +88,7 @@ class Matcher:
         xq = np.stack(vecs) if vecs else np.zeros((0, self.searcher.encoder.dim), np.float32)
         hits = texts.search(xq, k) if texts is not None else self.searcher.index.search(xq, k, where=where)
         if sort == "date":
-            hits = [sorted(row, key=_taken, reverse=True) for row in hits]
+            hits = [newest_first(row) for row in hits]
         out = []
         for q, row, cal in zip(xq, hits, calibrate):
             scores = self._calibrated(q, row, texts is not None) if cal else [None] * len(row)
@@ -103,6 +103,7 @@ class Matcher:
         return self.calibrator(cos, self.searcher.index.images.vectors_of([h.id for h in row])).tolist()
 
 
-def _taken(hit) -> datetime:
-    """Newest first; images without a date last."""
-    return getattr(getattr(hit, "meta", None), "taken", None) or datetime.min
+def newest_first(hits: list) -> list:
+    """Hits by the time they were taken, newest first; those without a date last."""
+    return sorted(hits, key=lambda h: getattr(getattr(h, "meta", None), "taken", None) or datetime.min,
+                  reverse=True)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import pytest
 
 import shapes
+from exifphotos import BIG, PHOTOS, exif_jpeg
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -42,3 +43,20 @@ def shapes_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shapes")
     shapes.write_folder(root, n_per_label=2, size=64)
     return root
+
+
+@pytest.fixture(scope="session")
+def library(tiny_model, tmp_path_factory):
+    """(photos folder, index dir) of exifphotos.PHOTOS (JPEGs with EXIF dates, cameras, GPS), indexed once."""
+    root = tmp_path_factory.mktemp("library")
+    for seed, (name, (folder, colour, shape, exif)) in enumerate(PHOTOS.items()):
+        (root / "photos" / folder).mkdir(parents=True, exist_ok=True)
+        img = shapes.draw(colour, shape, size=320 if name == BIG else 64, seed=seed)
+        if name == BIG:
+            img = img.resize((320, 240))
+        exif_jpeg(root / "photos" / folder / f"{name}.jpg", img=img, **exif)
+    from clipsearch import add_paths, create_index, load_encoder
+
+    enc = load_encoder(str(tiny_model.config), str(tiny_model.weights), "cpu")
+    add_paths(create_index(root / "index", enc.identity), enc, [str(root / "photos")])
+    return root / "photos", root / "index"

@@ -38,3 +38,19 @@ def dms(deg: float) -> tuple[Fraction, Fraction, Fraction]:
     d = int(deg)
     m = int((deg - d) * 60)
     return Fraction(d), Fraction(m), Fraction(round(((deg - d) * 60 - m) * 60 * 100), 100)
+
+
+# name: (folder, colour, shape, EXIF)
+PHOTOS = {
+    "paris": ("trips", "red", "circle", dict(when="2023:07:14 12:00:00", offset="+02:00", make="Canon",
+                                             model="Canon EOS R5", gps=((48.8566, "N"), (2.3522, "E")))),
+    "sydney": ("trips", "blue", "square", dict(when="2023:07:20 09:30:00", make="Google", model="Pixel 7",
+                                               gps=((33.8688, "S"), (151.2093, "E")))),
+    "nyc": ("home", "green", "triangle", dict(when="2019:03:02 18:00:00", make="Canon", model="PowerShot G7",
+                                              gps=((40.7128, "N"), (74.0060, "W")))),
+    "garden": ("home", "yellow", "star", dict(when="2019:08:09 10:00:00")),
+    "rio": ("home", "red", "square", dict(when="2021:12:25 20:00:00", make="Apple", model="iPhone 12",
+                                          gps=((22.9068, "S"), (43.1729, "W")))),
+    "scan": ("home/old", "blue", "circle", {}),  # no EXIF: mtime 2020-05-06
+}
+BIG = "paris"  # 320x240, the others 64x64

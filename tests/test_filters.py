@@ -12,45 +12,13 @@ import lancedb
 import pyarrow as pa
 import pytest
 
-import shapes
 from clirun import Cli
 from clipsearch import open_index
 from clipsearch.errors import InputError
 from clipsearch.filters import Filter, date_bounds, make_filter
 from clipsearch.manifest import SCHEMA_VERSION
 from clipsearch.photometa import FIELDS
-from exifphotos import exif_jpeg
-
-# name: (folder, colour, shape, EXIF)
-PHOTOS = {
-    "paris": ("trips", "red", "circle", dict(when="2023:07:14 12:00:00", offset="+02:00", make="Canon",
-                                             model="Canon EOS R5", gps=((48.8566, "N"), (2.3522, "E")))),
-    "sydney": ("trips", "blue", "square", dict(when="2023:07:20 09:30:00", make="Google", model="Pixel 7",
-                                               gps=((33.8688, "S"), (151.2093, "E")))),
-    "nyc": ("home", "green", "triangle", dict(when="2019:03:02 18:00:00", make="Canon", model="PowerShot G7",
-                                              gps=((40.7128, "N"), (74.0060, "W")))),
-    "garden": ("home", "yellow", "star", dict(when="2019:08:09 10:00:00")),
-    "rio": ("home", "red", "square", dict(when="2021:12:25 20:00:00", make="Apple", model="iPhone 12",
-                                          gps=((22.9068, "S"), (43.1729, "W")))),
-    "scan": ("home/old", "blue", "circle", {}),  # no EXIF: mtime 2020-05-06
-}
-BIG = "paris"  # 320x240, the others 64x64
-
-
-@pytest.fixture(scope="module")
-def library(tiny_model, tmp_path_factory):
-    """(photos folder, index dir) of PHOTOS, indexed once."""
-    root = tmp_path_factory.mktemp("library")
-    for seed, (name, (folder, colour, shape, exif)) in enumerate(PHOTOS.items()):
-        (root / "photos" / folder).mkdir(parents=True, exist_ok=True)
-        img = shapes.draw(colour, shape, size=320 if name == BIG else 64, seed=seed)
-        if name == BIG:
-            img = img.resize((320, 240))
-        exif_jpeg(root / "photos" / folder / f"{name}.jpg", img=img, **exif)
-    cli = Cli(tiny_model, root / "index")
-    assert cli("index", root / "photos", "--workers", "1", "--quiet").exit_code == 0
-    return root / "photos", root / "index"
-
+from exifphotos import PHOTOS
 
 @pytest.fixture
 def lib(tiny_model, library) -> tuple:
