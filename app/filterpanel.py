@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import streamlit as st
 
+from clipsearch.collection import Collection
 from clipsearch.filters import KINDS, Filter, make_filter
 from clipsearch.index import Index
 
@@ -20,7 +21,7 @@ DATES, TIMELINE = "dates", "timeline"  # session-state keys
 def sidebar_filters(index: Index) -> tuple[Filter, str]:
     """The filter and the sort order ("score" or "date") the sidebar's widgets ask for."""
     st.header("Filters")
-    first, last = date_span(index)
+    first, last = date_span(index.images)
     if DATES not in st.session_state:
         st.session_state[DATES] = ()  # any date; the timeline's clicks set it too (_on_pick)
     picked = st.date_input("Taken between", min_value=first or OLDEST, max_value=max(last or date.today(), date.today()), key=DATES,
@@ -46,12 +47,12 @@ def with_range(where: Filter, picked) -> Filter:
                             datetime(end.year, end.month, end.day) + timedelta(days=1))
 
 
-def timeline(index: Index, where: Filter) -> None:
+def timeline(images: Collection, where: Filter) -> None:
     """A bar chart of the images `where` lets through (its dates aside) per month; a click on a bar
     narrows the date range to that month."""
     import altair as alt
 
-    counts = month_counts(index, replace(where, after=None, before=None))
+    counts = month_counts(images, replace(where, after=None, before=None))
     if not counts:
         return
     pick = alt.selection_point(name="month", fields=["month"])
@@ -62,12 +63,12 @@ def timeline(index: Index, where: Filter) -> None:
     st.altair_chart(chart, on_select=_on_pick, key=TIMELINE, selection_mode="month", width="stretch")
 
 
-def month_counts(index: Index, where: Filter) -> list[dict]:
+def month_counts(images: Collection, where: Filter) -> list[dict]:
     """[{"month": "2023-07-01", "photos": n}] for the months in which images `where` lets through were taken."""
-    t = index.columns(["taken"])
+    t = images.columns(["taken"])
     if "taken" not in t.column_names:
         return []
-    keep = np.isin(t["id"].to_numpy(), index.matching(where)) if where else np.ones(t.num_rows, bool)
+    keep = np.isin(t["id"].to_numpy(), images.matching(where)) if where else np.ones(t.num_rows, bool)
     taken = t["taken"].to_numpy(zero_copy_only=False)[keep]
     months = taken[~np.isnat(taken)].astype("datetime64[M]")
     values, n = np.unique(months, return_counts=True)
@@ -92,9 +93,9 @@ def _on_pick() -> None:
         st.session_state[DATES] = picked
 
 
-def date_span(index: Index) -> tuple[date | None, date | None]:
+def date_span(images: Collection) -> tuple[date | None, date | None]:
     """The first and last day any indexed image was taken (None, None when unknown)."""
-    t = index.columns(["taken"])
+    t = images.columns(["taken"])
     if "taken" not in t.column_names or t.num_rows == 0:
         return None, None
     taken = t["taken"].to_numpy(zero_copy_only=False)

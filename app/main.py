@@ -12,10 +12,10 @@ import streamlit as st
 
 # Absolute imports: Streamlit runs this file as a script, outside its package (installed as clipsearch.app).
 from clipsearch import Settings, default_index_dir
+from clipsearch.algebra import IMAGE
 from clipsearch.app import filterpanel, resources, views
 from clipsearch.filters import Filter
-from clipsearch.matcher import newest_first
-from clipsearch.app.query import Query, like_query, upload_query
+from clipsearch.app.query import Query, like_query, typed_query, upload_query
 
 TEXT, UPLOAD, LIKE = "text", "upload", "like"  # where the current query comes from
 
@@ -35,7 +35,7 @@ def current_query(res: resources.Resources, settings: Settings) -> Query | None:
     if mode == LIKE and "like" in state:
         return like_query(*state.like, res)
     text = (state.get("text") or "").strip()
-    return Query(f"Images matching “{text}”", text=text) if text else None
+    return typed_query(text, res) if text else None
 
 
 def _set_mode(mode: str) -> None:
@@ -52,7 +52,7 @@ def _on_like(hit_id: int, path: str) -> None:
 
 
 def sidebar(res: resources.Resources, settings: Settings) -> tuple[int, Filter, str]:
-    """The index panel, the result-count control and the filters: (k, filter, sort)."""
+    """The result-count control, the filters and the index panel: (k, filter, sort)."""
     with st.sidebar:
         k = st.slider("Results", 1, 100, settings.top_k, key="k")
         where, sort = filterpanel.sidebar_filters(res.index)
@@ -64,19 +64,17 @@ def sidebar(res: resources.Resources, settings: Settings) -> tuple[int, Filter, 
 
 
 def results(query: Query, res: resources.Resources, k: int, where: Filter, sort: str) -> None:
-    if query.text:  # the CLI's path: dates typed into the words narrow the filter, and it says so
-        matcher = res.matcher
-        understood = matcher.understand(query.text, where)
+    if query.terms is not None:  # as the CLI: dates typed into the words narrow the filter, and it says so
+        understood = res.matcher.understand(query.terms, where)
         if understood.note:
             st.caption(understood.note)
-        hits = [m.hit for m in matcher.search([understood.query], k, where=understood.where or None, sort=sort)[0]]
+        found = res.matcher.search([understood.query], k, where=understood.where, sort=sort)[0]
     else:
-        hits = res.index.search(query.vector[None], k, where=where or None)[0]
-        hits = newest_first(hits) if sort == "date" else hits
-    filterpanel.timeline(res.index, where)
-    shown = [h for h in hits if h.path in res.roots]
-    if len(shown) < len(hits):
-        st.warning(f"{len(hits) - len(shown)} results are outside the indexed folders and are not shown")
+        found = res.matcher.search_vectors(query.vector[None, :], [IMAGE], k, where=where, sort=sort)[0]
+    filterpanel.timeline(res.index.images, where)
+    shown = [m for m in found if m.hit.path in res.roots]
+    if len(shown) < len(found):
+        st.warning(f"{len(found) - len(shown)} results are outside the indexed folders and are not shown")
     if not shown:
         st.info(f"no results among the images {where.describe()}: loosen the filters" if where
                 else "no results: try other words, or another image")

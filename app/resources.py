@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from clipsearch import Calibrator, Encoder, Index, Matcher, Searcher, Settings, load_encoder, open_index
+from clipsearch import Encoder, Index, Matcher, Searcher, Settings, load_encoder, open_index
 from clipsearch.files import display_path
 from clipsearch.manifest import FILENAME
 from clipsearch.roots import Roots
@@ -21,10 +21,10 @@ class Resources:
     index: Index
     encoder: Encoder
     searcher: Searcher
+    matcher: Matcher  # the one query path: the CLI's `query` runs the same
     thumbs: Thumbnails
     roots: Roots
     info: dict  # Index.info() and the failed files, taken when the index was opened
-    matcher: Matcher  # the one query path (the CLI's too): dates in the words, filters, sort
 
 
 def load(root: Path, settings: Settings) -> Resources:
@@ -33,8 +33,7 @@ def load(root: Path, settings: Settings) -> Resources:
     enc = _encoder(idx.identity.model, idx.identity.pretrained, settings.device)
     thumbs = Thumbnails(root / THUMBNAIL_DIR, settings.thumbnail_px, settings.max_pixels)
     searcher = Searcher(enc, idx, settings.max_pixels)
-    calibrator = _calibrator(idx.identity.model, idx.identity.pretrained, settings.device)
-    return Resources(idx, enc, searcher, thumbs, Roots(idx.manifest.roots), info, Matcher(searcher, calibrator))
+    return Resources(idx, enc, searcher, _matcher(searcher), thumbs, Roots(idx.manifest.roots), info)
 
 
 def reload() -> None:
@@ -47,9 +46,9 @@ def _encoder(model: str, pretrained: str, device: str) -> Encoder:
     return load_encoder(model, pretrained, device)
 
 
-@st.cache_resource(max_entries=2)
-def _calibrator(model: str, pretrained: str, device: str) -> Calibrator:
-    return Calibrator(_encoder(model, pretrained, device))  # encodes the background prompts once
+@st.cache_resource(show_spinner=False, max_entries=2, hash_funcs={Searcher: id})
+def _matcher(searcher: Searcher) -> Matcher:
+    return Matcher(searcher)  # encodes the calibration prompts once per index
 
 
 @st.cache_resource(show_spinner="Opening the index…", max_entries=2)

@@ -9,7 +9,7 @@ table and training IVF-PQ:
 The vectors are ann_bench.py's synthetic CLIP-like ones (512-d). Each row gets a random `taken`
 date over ten years (independent of its vector); a filter of selectivity s is a date window
 holding exactly s of the rows. Latency is one query at a time, faiss on ONE thread, and covers
-everything `Index.search(where=...)` does: reading the filter's columns from LanceDB and masking
+everything `Collection.search(where=...)` does: reading the filter's columns from LanceDB and masking
 them, the search (exact scoring of vectors read from LanceDB, or IVF-PQ with an id selector and
 the exact re-rank) and reading the hits' rows.
 """
@@ -52,15 +52,15 @@ def build(root: Path, xb: np.ndarray, seconds: np.ndarray):
     index = create_index(root, ModelIdentity("synthetic", "bench", xb.shape[1]))
     step = 100_000
     for s in range(0, len(xb), step):
-        rows = [Row(i, f"/photos/{i // 1000}/{i}.jpg", 1, 0.0, 640, 480, "",
+        rows = [Row(-1, f"/photos/{i // 1000}/{i}.jpg", 1, 0.0, 640, 480, "",
                     PhotoMeta(taken=START + timedelta(seconds=int(seconds[i])), taken_source="exif", kind="photo"))
                 for i in range(s, min(s + step, len(xb)))]
-        index.images.add(rows, xb[s:s + step])
+        index.images.add(rows, xb[s:s + step])  # ids 0..N-1 in order
         log(f"table: {s + len(rows)} rows")
     index.images.compact()
-    index.sync_ann()  # builds the ANN index from the stored vectors (IVF-PQ past 50k)
-    log(f"ANN: {index.ann().spec.describe()}")
-    return index
+    index.images.sync()  # rebuilds the ANN index from the stored vectors (IVF-PQ past 50k)
+    log(f"ANN: {index.images.ann().spec.describe()}")
+    return index.images
 
 
 def window(seconds: np.ndarray, share: float) -> Filter:
@@ -71,21 +71,21 @@ def window(seconds: np.ndarray, share: float) -> Filter:
     return Filter(after=START + timedelta(seconds=int(order[lo])), before=START + timedelta(seconds=int(order[hi])))
 
 
-def bench_share(index, xb, xq, seconds, share, nlat):
+def bench_share(images, xb, xq, seconds, share, nlat):
     f = window(seconds, share)
-    index._columns.clear()  # time reading the filter's columns too, not a cached copy
+    images._columns.clear()  # time reading the filter's columns too, not a cached copy
     t = time.perf_counter()
-    ids = index.matching(f)
+    ids = images.matching(f)
     mask_ms = (time.perf_counter() - t) * 1e3
     keep = np.zeros(len(xb), bool)
     keep[ids] = True
     gt = selection.exact_top_k(xq, xb[keep], np.flatnonzero(keep).astype(np.int64), K)[1]
-    hits = index.search(xq, K, where=f)
+    hits = images.search(xq, K, where=f)
     rec = np.mean([len({h.id for h in row} & set(g)) / K for row, g in zip(hits, gt)])
     lat = []
     for q in xq[:nlat]:
         t = time.perf_counter()
-        index.search(q[None], K, where=f)
+        images.search(q[None], K, where=f)
         lat.append((time.perf_counter() - t) * 1e3)
     plan = selection.EXACT if len(ids) <= selection.EXACT_MAX else selection.SELECTOR
     return {"share": share, "matching": int(len(ids)), "plan": plan, "recall@10": round(float(rec), 4),
@@ -107,16 +107,16 @@ def main(argv=None):
     xb, xq = make_data(a.n, a.nq)
     seconds = np.random.default_rng(1).choice(10 * 365 * 86400, a.n, replace=False)
     with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
-        index = build(Path(tmp) / "index", xb, seconds)
+        images = build(Path(tmp) / "index", xb, seconds)
         t = time.perf_counter()
         for q in xq[: a.nlat]:
-            index.search(q[None], K)
+            images.search(q[None], K)
         base = (time.perf_counter() - t) * 1e3 / a.nlat
         rows = []
         for share in SHARES:
-            rows.append(bench_share(index, xb, xq, seconds, share, a.nlat))
+            rows.append(bench_share(images, xb, xq, seconds, share, a.nlat))
             log(json.dumps(rows[-1]))
-        result = {"n": a.n, "dim": xb.shape[1], "ann": index.ann().spec.describe(), "k": K,
+        result = {"n": a.n, "dim": xb.shape[1], "ann": images.ann().spec.describe(), "k": K,
                   "exact_max": selection.EXACT_MAX, "unfiltered_ms": round(base, 1), "rows": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))

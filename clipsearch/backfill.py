@@ -6,28 +6,25 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from .index import Index
+from .collection import Collection
 from .photometa import PhotoMeta, read_header
 from .places import name_places
 
 Checkpoint = Callable[[str], None]
 
 
-def backfill_meta(index: Index, decode_map=map, group: int = 2048,
+def backfill_meta(images: Collection, decode_map=map, group: int = 2048,
                   checkpoint: Checkpoint = lambda stage: None) -> int:
     """Read and store the metadata of every row that has none; how many rows got theirs.
 
     `decode_map(fn, paths)` reads the headers (a process pool in the indexer). Files that can't be
-    opened now (an unmounted drive) are left for the next run. The ANN index is loaded before the
-    first commit so that it stays valid: ids and vectors don't change.
+    opened now (an unmounted drive) are left for the next run. The ANN index stays valid: ids and
+    vectors don't change (`Collection.update`).
     """
-    ids = index.images.ids_without_meta()
-    if not len(ids):
-        return 0
-    index.ann()
+    ids = images.ids_without_meta()
     done = 0
     for start in range(0, len(ids), group):
-        rows = list(index.images.rows(ids[start:start + group]).values())
+        rows = list(images.rows(ids[start:start + group]).values())
         # A header that hung or crashed its reader comes back as a Failure: treated as unreadable.
         headers = [h if isinstance(h, tuple) else (PhotoMeta(), None)
                    for h in decode_map(read_header, [r.path for r in rows])]
@@ -37,7 +34,7 @@ def backfill_meta(index: Index, decode_map=map, group: int = 2048,
         metas = name_places([meta for _, meta, _ in found])
         updated = [replace(r, width=size[0], height=size[1], meta=meta)
                    for (r, _, size), meta in zip(found, metas)]
-        index.images.update_meta(updated)
+        images.update(updated)
         done += len(updated)
         checkpoint("backfilled")
     return done

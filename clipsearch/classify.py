@@ -83,7 +83,7 @@ def classify_files(paths: list[str], encoder: Encoder, classifier: Classifier, m
 def classify_index(index: Index, classifier: Classifier, where: Filter | None = None) -> list[Prediction]:
     """Predictions for every image of `index` (those `where` lets through) from its stored vectors
     (nothing is re-encoded)."""
-    ids, xb = index.images.vectors(index.matching(where) if where else None)
+    ids, xb = index.images.vectors(index.images.matching(where) if where else None)
     rows = index.images.rows(ids)
     order = sorted(range(len(ids)), key=lambda n: rows[int(ids[n])].path)
     return classifier.predict([rows[int(ids[n])].path for n in order], xb[order])

@@ -65,7 +65,7 @@ def test_dates_typed_into_the_query_say_so(page):
 def test_timeline_chart_of_matches_per_month(page, library):
     (chart,) = page.get("vega_lite_chart")  # drawn above the results, clickable by month
     assert list(chart.proto.selection_mode) == ["month"] and '"month"' in chart.proto.spec
-    counts = filterpanel.month_counts(open_index(library[1]), Filter(camera="canon"))
+    counts = filterpanel.month_counts(open_index(library[1]).images, Filter(camera="canon"))
     assert counts == [{"month": "2019-03-01", "photos": 1}, {"month": "2023-07-01", "photos": 1}]
 
 

@@ -59,7 +59,7 @@ def query(cli, *args) -> list[dict]:
 ])
 def test_filters_in_the_library(library, options, expected):
     idx = open_index(library[1])
-    rows = idx.images.rows(idx.matching(make_filter(**options)))
+    rows = idx.images.rows(idx.images.matching(make_filter(**options)))
     assert {r.path.rsplit("/", 1)[1][:-4] for r in rows.values()} == expected
 
 
@@ -81,7 +81,7 @@ def test_in_folder(lib):
     assert names(query(cli, "--in", photos / "home")) == {"nyc", "garden", "rio", "scan"}
     assert names(query(cli, "--in", photos / "home" / "old", "--in", photos / "trips")) == {"scan", "paris", "sydney"}
     idx = open_index(cli.index_dir)
-    assert len(idx.matching(make_filter(folders=[str(photos / "hom")]))) == 0  # a folder, not a name prefix
+    assert len(idx.images.matching(make_filter(folders=[str(photos / "hom")]))) == 0  # a folder, not a name prefix
 
 
 def test_top_k_is_filled_from_the_matching_images(lib):
@@ -149,11 +149,11 @@ def test_classify_indexed_with_filter(lib):
 def test_old_index_gets_metadata_without_reencoding(lib_copy):
     photos, cli = lib_copy
     db = lancedb.connect(str(cli.index_dir / "lance"))
-    old = db.open_table("images").to_arrow().drop_columns(list(FIELDS))  # as schema 2 wrote it
+    old = db.open_table("images").to_arrow().drop_columns(list(FIELDS))  # as schema 3 wrote it
     db.drop_table("images")
     db.create_table("images", old)
     manifest = cli.index_dir / "manifest.json"
-    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"schema_version": 2}))
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"schema_version": 3}))
     assert query(cli, "--camera", "canon") == []  # read as it is: no metadata yet, nothing matches
     assert len(query(cli)) == len(PHOTOS)
 
@@ -161,7 +161,7 @@ def test_old_index_gets_metadata_without_reencoding(lib_copy):
     assert summary["indexed"] == 0 and summary["unchanged"] == len(PHOTOS) and not summary["notes"]
     assert json.loads(manifest.read_text())["schema_version"] == SCHEMA_VERSION
     idx = open_index(cli.index_dir)
-    assert idx.manifest.ann["generation"] == idx.images.version  # the ANN index was kept, not rebuilt
+    assert idx.images.ann().generation == idx.images.version  # the ANN file matches the table
     assert names(query(cli, "--camera", "canon")) == {"paris", "nyc"}
     assert names(query(cli, "--place", "brazil")) == {"rio"}
     assert cli.json("index", photos, "--workers", "1")["indexed"] == 0

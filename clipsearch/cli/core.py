@@ -87,20 +87,19 @@ def query(terms, images, texts, min_score, background, top, after, before, camer
         raise InputError('the query is empty: describe what you are looking for, e.g. clipsearch query "a red car"')
     if top < 1:
         raise InputError(f"--top must be at least 1 (got {top})")
-    where = filter_from(after, before, camera, place, near, folders, kind, min_size)
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
-    searcher.index.nprobe, searcher.index.rerank = nprobe, rerank or RERANK_FACTOR
     collection = None if texts is None else open_texts(searcher.index, texts or None)
     queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
     calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
+    where = filter_from(after, before, camera, place, near, folders, kind, min_size)
     matcher = Matcher(searcher, calibrator)
     if terms:
         understood = matcher.understand(list(terms), where, parse_dates=not no_parse_dates and collection is None)
         queries, where = [understood.query], understood.where
         if understood.note:
             click.echo(understood.note, err=True)
-    found = matcher.search(queries, top, collection, min_score, where=where or None, sort=sort)
+    found = matcher.search(queries, top, collection, min_score, nprobe, rerank, where=where or None, sort=sort)
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
     print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score, where))
 
