@@ -21,7 +21,9 @@ from .algebra import Term, embed_query, parse_query
 from .calibration import Calibrator
 from .classify import Classifier, Prediction, classify_files, classify_index
 from .config import BACKGROUND_PROMPTS, CLASSIFY_TEMPLATES
-from .matcher import Match, Matcher
+from .matcher import Match, Matcher, Understood
+from .filters import Filter, make_filter
+from .photometa import PhotoMeta
 from .textfile import read_texts
 from .collection import Collection
 from .store import TextHit
@@ -37,6 +39,8 @@ __all__ = [
     "Prediction", "Term", "TextHit", "TextSummary", "add_texts", "check_name",
     "classify_files", "classify_index", "collection_names", "embed_query", "open_texts", "parse_query",
     "read_texts",
+    # filters over the photos' metadata
+    "Filter", "PhotoMeta", "Understood", "make_filter",
     # the ANN index (FAISS Flat / IVF-PQ)
     "AnnIndex", "AnnSpec", "choose_spec",
 ]

@@ -95,13 +95,15 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
         _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
                 on_progress, checkpoint)
-        backfill_meta(index.images, decode_map, settings.commit_every, checkpoint)
+        backfilled = backfill_meta(index.images, decode_map, settings.commit_every, checkpoint)
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")
         index.images.sync()
         index.add_roots(resolved)
-        summary.notes = list(index.images.notes)
+        summary.notes = list(index.images.notes) + (
+            [f"metadata (dates, cameras, places) read from the headers of {backfilled} older images"]
+            if backfilled else [])
     summary.seconds = time.perf_counter() - start
     return summary
 
