@@ -21,6 +21,7 @@ from .ann import RERANK_FACTOR, AnnIndex, choose_spec
 from .ann import rerank as rerank_exact
 from .errors import IndexDirError, ModelError
 from .model import ModelIdentity
+from .skipped import SkippedTable
 from .store import IMAGES, FailureTable, ImageTable, Row, Store
 
 ANN_FILE = "images.faiss"
@@ -44,6 +45,7 @@ class Index:
         self.root, self.manifest, self.writable = root, manifest, writable
         self.images = ImageTable(store.table(IMAGES, manifest.model.dim))
         self.failures = FailureTable(store)  # files that could not be indexed, with why
+        self.skipped = SkippedTable(store)  # files that are not images, RAW photos or videos
         self._ann: AnnIndex | None = None
         self.nprobe: int | None = None  # search defaults of this handle: None = the spec's nprobe
         self.rerank: int = RERANK_FACTOR

@@ -21,7 +21,7 @@ import numpy as np
 
 from .batch import Batch, decode_file, embed_decoded, hash_file
 from .changes import Changes, find_changes
-from .config import IMAGE_SUFFIXES, Settings
+from .config import Settings
 from .errors import InputError
 from .files import Scan, display_path, scan, under
 from .index import Index
@@ -29,6 +29,7 @@ from .lock import WriteLock
 from .manifest import SCHEMA_VERSION
 from .model import Encoder
 from .pool import DecodeMap
+from .skipped import count_types
 from .store import Failure
 
 #: Compact the table (LanceDB optimize) once this many small fragments have piled up.
@@ -51,6 +52,7 @@ class Summary:
     failed: list[Failure] = field(default_factory=list)  # this run's failures
     known_failed: int = 0  # failed on an earlier run and not changed since: not retried
     skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # files that are not images, by type
     notes: list[str] = field(default_factory=list)  # e.g. the ANN index was rebuilt
     seconds: float = 0.0
 
@@ -68,7 +70,7 @@ class Summary:
         d = {k: v for k, v in asdict(self).items() if k not in ("failed", "skipped_dirs", "seconds")}
         return d | {
             "indexed": self.indexed, "seconds": round(self.seconds, 3),
-            "images_per_s": round(self.images_per_s, 2),
+            "images_per_s": round(self.images_per_s, 2), "skipped_total": sum(self.skipped.values()),
             "failed": [{"path": display_path(f.path), "reason": f.reason} for f in self.failed],
             "skipped_dirs": [{"path": display_path(p), "reason": r} for p, r in self.skipped_dirs]}
 
@@ -93,7 +95,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
             index.manifest.schema_version = SCHEMA_VERSION  # written with the roots at the end
         work = _plan(index, found, resolved, functools.partial(decode_map, hash_file))
         summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
-                          skipped_dirs=found.skipped)
+                          skipped_dirs=found.skipped, skipped=count_types(found.not_media))
         summary.removed = _relink(index, work, checkpoint)
         decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
         _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
@@ -102,6 +104,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
             index.images.compact()
             checkpoint("compacted")
         index.sync_ann()
+        index.skipped.update(resolved, found.not_media, kept=[p for p, _ in found.skipped])
         index.add_roots(resolved)
         summary.notes = list(index.notes)
     summary.seconds = time.perf_counter() - start
@@ -120,12 +123,15 @@ def remove_paths(index: Index, paths: list[str]) -> int:
         ids = [r.id for r in index.images.all_rows() if under(r.path, targets)]
         failures = index.failures.all()
         kept = [f for f in failures if not under(f.path, targets)]
-        if not ids and len(kept) == len(failures):
+        skipped = [p for p, _ in index.skipped.all() if under(p, targets)]
+        if not ids and len(kept) == len(failures) and not skipped:
             raise InputError(f"nothing in the index is at or under {', '.join(map(display_path, paths))}: "
                              "`clipsearch info` lists the indexed folders")
         index.remove(ids)
         if len(kept) < len(failures):
             index.failures.replace(kept)
+        if skipped:
+            index.skipped.update(targets, [])
         index.manifest.roots = [r for r in index.manifest.roots if not under(r, targets)]
         index.sync_ann()  # writes the manifest too
     return len(ids)
@@ -134,8 +140,9 @@ def remove_paths(index: Index, paths: list[str]) -> int:
 def _plan(index: Index, found: Scan, roots: list[str], hash_many) -> Changes:
     rows = index.images.all_rows()
     if not found.paths and not any(under(r.path, roots) for r in rows):
-        raise InputError(f"no image files found under {', '.join(map(display_path, roots))} (looked for "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))}): check the folder")
+        others = ", ".join(f"{t} {n}" for t, n in count_types(found.not_media).items()) or "none"
+        raise InputError(f"no image files found under {', '.join(map(display_path, roots))}: no images, "
+                         f"RAW photos or videos (other files: {others}); check the folder")
     return find_changes(rows, index.failures.all(), found, roots, hash_many)
 
 

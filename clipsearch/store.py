@@ -93,10 +93,14 @@ class Store:
 
     def failures_table(self, create: bool):
         """The failures table; None when it doesn't exist and `create` is False (a reader never writes)."""
+        return self.side_table(FAILURES, failure_schema(), create)
+
+    def side_table(self, name: str, schema, create: bool):
+        """A small table without vectors; None when it doesn't exist and `create` is False."""
         if create:
-            return self._db.create_table(FAILURES, schema=failure_schema(), exist_ok=True)
+            return self._db.create_table(name, schema=schema, exist_ok=True)
         try:
-            return self._db.open_table(FAILURES)
+            return self._db.open_table(name)
         except (ValueError, FileNotFoundError):  # lancedb: "Table 'failures' was not found"
             return None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms
 
+import formats
 import shapes
 
 #: The name of a file that only a process without root's read override can't read (see `unreadable`).
@@ -31,6 +33,7 @@ class Corpus:
     bad: dict[str, str] = field(default_factory=dict)  # path -> phrase its recorded reason contains
     locked_dirs: list[str] = field(default_factory=list)  # must be reported as skipped folders
     locked_files: list[str] = field(default_factory=list)  # inside them: neither indexed nor failed
+    not_media: dict[str, str] = field(default_factory=dict)  # path -> type it is skipped as
 
 
 def write_corpus(root: Path) -> Corpus:
@@ -43,6 +46,10 @@ def write_corpus(root: Path) -> Corpus:
     for name, (write, reason) in _BAD.items():
         write(root / name)
         out.bad[str(root / name)] = reason
+    for name, (content, kind) in _NOT_MEDIA.items():
+        (root / name).write_bytes(content)
+        out.not_media[str(root / name)] = kind
+    _postscript(root / "postscript.jpg", out)
     locked = root / UNREADABLE_DIR
     locked.mkdir()
     _shape(locked / "inside.png", 99)
@@ -118,6 +125,21 @@ def _shape_img(seed: int) -> Image.Image:
     return shapes.draw(*shapes.LABELS[seed % len(shapes.LABELS)], size=64, seed=1000 + seed)
 
 
+def _format(name: str):
+    def write(path: Path, seed: int):
+        formats.WRITERS[name][1](_shape_img(seed), path)
+    return write
+
+
+def _postscript(path: Path, out: Corpus) -> None:
+    """Read through Ghostscript where it is installed, else recorded as needing it."""
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    if shutil.which("gs"):
+        out.good.append(str(path))
+    else:
+        out.bad[str(path)] = "needs Ghostscript"
+
+
 def _symlink_to_good(path: Path, seed: int):
     path.symlink_to("plain.png")  # indexed under its own name, like any file
 
@@ -145,6 +167,10 @@ _GOOD = {
     "new\nline.png": lambda p, s: _shape(p, s),
     "-starts-with-dash.png": lambda p, s: _shape(p, s),
     b"latin1_caf\xe9.png": lambda p, s: _shape(p, s),  # not valid UTF-8
+    "IMG_0042": lambda p, s: _shape(p, s, "JPEG"),  # no suffix: found by content
+    "exported.data": lambda p, s: _shape(p, s, "PNG"),
+    **{f"format_{name}{suffix}": _format(name) for name, (suffix, _) in formats.WRITERS.items()
+       if name != "eps"},
 }
 
 
@@ -194,11 +220,22 @@ _BAD = {
     "empty.jpg": (_bytes(b""), "not an image"),
     "notes.png": (_bytes(b"shopping list: milk, eggs\n" * 20), "not an image"),
     "page.webp": (_bytes(b"<!doctype html><html><body>hi</body></html>"), "not an image"),
-    "postscript.jpg": (_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"), "not an image"),
     "bomb.png": (_bomb, "too large"),
     "loop_a.jpg": (_symlink_loop, "can't read"),
     "loop_b.jpg": (lambda p: None, "can't read"),  # made by loop_a's writer
     "dangling.jpg": (lambda p: p.symlink_to("no_such_target.jpg"), "can't read"),
     "pipe.jpg": (_fifo, "not a regular file"),
     UNREADABLE_FILE: (lambda p: _shape(p, 3), "can't read"),
+}
+
+
+# --- files that are not images: each must be counted as skipped, by type ----------------------------
+
+_NOT_MEDIA = {
+    "notes.txt": (b"shopping list\n", ".txt"),
+    "todo.txt": (b"", ".txt"),
+    "report.pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", ".pdf"),
+    "archive.zip": (b"PK\x03\x04" + bytes(60), ".zip"),
+    "Makefile": (b"all:\n\ttrue\n", "(no suffix)"),
+    "song.mp3": (b"ID3\x04\x00" + bytes(60), ".mp3"),
 }
