@@ -54,6 +54,11 @@ def open_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     return _decode(io.BytesIO(data), max_pixels, None)
 
 
+def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
+    """`load_image` for bytes already in memory (an embedded preview, a video frame's container...)."""
+    return _decode(io.BytesIO(data), max_pixels, draft_size)
+
+
 def to_pixels(img: Image.Image, size: int, resize_mode: str = "shortest", interpolation: str = "bicubic") -> np.ndarray:
     """(size, size, 3) uint8 pixels, resized and cropped/padded exactly as open_clip's eval preprocess.
 
@@ -88,7 +93,7 @@ def _decode(fp, max_pixels: int, draft_size: int | None) -> Image.Image:
             if draft_size and img.format in _JPEG_FORMATS:
                 img.draft("RGB", (draft_size, draft_size))
             # Checked after draft on purpose: the cap bounds what gets decoded, and draft shrinks that.
-            _check_pixels(img.size, max_pixels)
+            check_pixels(img.size, max_pixels)
             img.load()
             scale = full_width / img.width
             out = _to_rgb(_orient(img))
@@ -118,7 +123,7 @@ def readable_formats() -> tuple[str, ...]:
     return tuple(f for f in Image.OPEN if f not in STUBS)
 
 
-def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     if size[0] * size[1] > max_pixels:
         mp, cap = size[0] * size[1] / 1e6, max_pixels / 1e6
         raise ImageError(f"too large: {mp:g} MP > {cap:g} MP cap ({size[0]}x{size[1]})")

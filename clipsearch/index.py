@@ -36,6 +36,7 @@ class Hit:
     id: int
     width: int
     height: int
+    time_s: float | None = None  # a video frame's time in its video; None for a still image
 
 
 class Index:
@@ -133,7 +134,7 @@ class Index:
         if not exact:
             D, I = rerank_exact(xq, I, self.images.vectors_of, k)
         rows = self.images.rows(np.unique(I[I >= 0]))
-        return [[Hit(rows[i].path, float(d), int(i), rows[i].width, rows[i].height)
+        return [[Hit(rows[i].path, float(d), int(i), rows[i].width, rows[i].height, rows[i].time_s)
                  for d, i in zip(ds, ids) if i in rows] for ds, ids in zip(D, I)]
 
     def ann(self) -> AnnIndex:

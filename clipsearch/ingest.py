@@ -44,13 +44,15 @@ Checkpoint = Callable[[str], None]
 class Summary:
     """What an indexing run did."""
 
-    new: int = 0
+    new: int = 0  # files, a video counting once
     changed: int = 0
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
     failed: list[Failure] = field(default_factory=list)  # this run's failures
     known_failed: int = 0  # failed on an earlier run and not changed since: not retried
+    videos: int = 0  # of the new and changed files, videos ...
+    frames: int = 0  # ... and the frames sampled from them (a row each)
     skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # files that are not images, by type
     notes: list[str] = field(default_factory=list)  # e.g. the ANN index was rebuilt
@@ -97,7 +99,8 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
                           skipped_dirs=found.skipped, skipped=count_types(found.not_media))
         summary.removed = _relink(index, work, checkpoint)
-        decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
+        decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels,
+                                   video=settings.video)
         _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
                 on_progress, checkpoint)
         if index.images.fragments() >= COMPACT_AT:
@@ -199,11 +202,13 @@ def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, check
         work.failures |= {f.path: f for f in pending.failures}
         index.failures.replace(list(work.failures.values()))
         checkpoint("failures")
-    paths = [r.path for r in pending.rows] + [f.path for f in pending.failures]
-    index.remove([work.replaced[p] for p in paths if p in work.replaced])
+    done = {r.path for r in pending.rows}
+    index.remove([i for p in done | {f.path for f in pending.failures} for i in work.replaced.get(p, ())])
     checkpoint("removed")
-    summary.changed += sum(r.path in work.replaced for r in pending.rows)
-    summary.new += sum(r.path not in work.replaced for r in pending.rows)
+    summary.changed += len(done & work.replaced.keys())
+    summary.new += len(done - work.replaced.keys())
+    frames = [r.path for r in pending.rows if r.time_s is not None]
+    summary.videos, summary.frames = summary.videos + len(set(frames)), summary.frames + len(frames)
     summary.failed += pending.failures
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]

@@ -10,7 +10,7 @@ from .durable import atomic_write
 from .errors import IndexDirError
 from .model import ModelIdentity
 
-SCHEMA_VERSION = 2  # 2: content hash + raw path columns, failures table
+SCHEMA_VERSION = 3  # 2: content hash + raw path columns, failures table; 3: video frames (time_s)
 FILENAME = "manifest.json"
 
 

@@ -166,7 +166,8 @@ def _print_summary(s, idx, as_json: bool) -> None:
         click.echo(f"skipped folder {p['path']}: {p['reason']}", err=True)
     for note in s.notes:
         click.echo(note)
-    click.echo(f"new {s.new}, changed {s.changed}, moved {s.moved}, removed {s.removed}, unchanged "
+    videos = f" ({s.videos} of them videos: {s.frames} frames)" if s.videos else ""
+    click.echo(f"new {s.new}, changed {s.changed}{videos}, moved {s.moved}, removed {s.removed}, unchanged "
                f"{s.unchanged}, failed {len(s.failed) + s.known_failed} in {s.seconds:.1f} s "
                f"({s.images_per_s:.1f} images/s); {len(idx)} images in {idx.root}")
 

@@ -52,4 +52,17 @@ def print_matches(labels: list[str], found: list[list], as_json: bool, empty: st
         if not matches:
             click.echo(empty, err=True)
         for m in matches:
-            click.echo(f"{m.hit.score:.4f}  {display_path(m.hit.path) if hasattr(m.hit, 'path') else m.hit.text}")
+            click.echo(f"{m.hit.score:.4f}  {_label(m.hit)}")
+
+
+def _label(hit) -> str:
+    """A text, an image's path, or a video frame's `path@mm:ss`."""
+    if not hasattr(hit, "path"):
+        return hit.text
+    return display_path(hit.path) + (f"@{timestamp(hit.time_s)}" if getattr(hit, "time_s", None) is not None else "")
+
+
+def timestamp(seconds: float) -> str:
+    """mm:ss (h:mm:ss past an hour) of a time in a video."""
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m:02d}:{s:02d}"
