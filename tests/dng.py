@@ -27,19 +27,17 @@ def mosaic(img: Image.Image) -> np.ndarray:
 
 
 def write_dng(path: Path, img: Image.Image, *, orientation: int = 1, preview: Image.Image | None = None,
-              make: str = "Clipsearch", dng: bool = True) -> None:
-    """A DNG of `img` (sides even) with EXIF `orientation`; `preview` embedded as a JPEG if given.
-    `dng=False` leaves out the DNG tags: a TIFF no camera made, which LibRaw can't read."""
+              make: str = "Clipsearch") -> None:
+    """A DNG of `img` (sides even) with EXIF `orientation`; `preview` embedded as a JPEG if given."""
     raw = mosaic(img)
     h, w = raw.shape
     sensor = [(254, "L", [0]), (256, "L", [w]), (257, "L", [h]), (258, "H", [16]), (259, "H", [1]),
               (262, "H", [32803]), (277, "H", [1]), (278, "L", [h]), (284, "H", [1]),
               (33421, "H", [2, 2]), (33422, "B", [0, 1, 1, 2]), (50714, "L", [0]), (50717, "L", [4095])]
-    camera = [(271, "A", make), (272, "A", "Test"), (274, "H", [orientation])]
-    if dng:
-        camera += [(50706, "B", [1, 4, 0, 0]), (50707, "B", [1, 1, 0, 0]), (50708, "A", f"{make} Test"),
-                   (50721, "SR", [(1, 1), (0, 1), (0, 1), (0, 1), (1, 1), (0, 1), (0, 1), (0, 1), (1, 1)]),
-                   (50728, "R", [(1, 1), (1, 1), (1, 1)]), (50778, "H", [21])]
+    camera = [(271, "A", make), (272, "A", "Test"), (274, "H", [orientation]),
+              (50706, "B", [1, 4, 0, 0]), (50707, "B", [1, 1, 0, 0]), (50708, "A", f"{make} Test"),
+              (50721, "SR", [(1, 1), (0, 1), (0, 1), (0, 1), (1, 1), (0, 1), (0, 1), (0, 1), (1, 1)]),
+              (50728, "R", [(1, 1), (1, 1), (1, 1)]), (50778, "H", [21])]
     blobs = [raw.astype("<u2").tobytes()]
     if preview is None:
         ifds = [(sensor + camera, 0, None)]
