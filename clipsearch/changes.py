@@ -26,6 +26,7 @@ class Changes:
     relinked: list[Row] = field(default_factory=list)  # moved or touched: old vector, new metadata
     relinked_from: list[int] = field(default_factory=list)  # the rows `relinked` replace
     gone: list[int] = field(default_factory=list)  # rows of files no longer on disk
+    removed: int = 0  # those files
     stale: list[int] = field(default_factory=list)  # older duplicate rows of one path
     moved: int = 0
     unchanged: int = 0
@@ -58,7 +59,7 @@ def find_changes(rows: list[Row], failures: list[Failure], found: Scan, roots: l
             new.append((p, key[0]))
     gone = {p: g for p, g in current.items() if under(p, roots) and not under(p, kept)}
     _match_hashes(out, suspects, new, gone, hash_many)
-    out.gone = sorted(r.id for g in gone.values() for r in g)
+    out.gone, out.removed = sorted(r.id for g in gone.values() for r in g), len(gone)
     out.todo = sorted(out.todo + list(out.replaced))
     out.failures = {f.path: f for f in failures if not under(f.path, roots) or under(f.path, kept)}
     out.failures |= {f.path: f for f in out.known_failed}

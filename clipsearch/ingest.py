@@ -158,7 +158,7 @@ def _relink(index: Index, work: Changes, checkpoint: Checkpoint) -> int:
     if work.failures_dropped:
         index.failures.replace(list(work.failures.values()))  # without retried and gone files
     checkpoint("cleaned")
-    return len(work.gone)
+    return work.removed
 
 
 def _encode(index: Index, encoder: Encoder, work: Changes, summary: Summary, decoded: Iterator,

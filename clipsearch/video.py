@@ -57,6 +57,8 @@ def _sample(container, prepare, max_pixels: int, sampling: VideoSampling) -> lis
     if not container.streams.video:
         raise ImageError("no video stream (audio only?)")
     vs = container.streams.video[0]
+    if vs.codec_context is None:
+        raise ImageError("no decoder for its video codec in this FFmpeg: unknown or unsupported codec")
     width, height = vs.codec_context.width, vs.codec_context.height
     if not width or not height:
         raise ImageError("video stream without a picture size: corrupt or unsupported")
@@ -149,8 +151,8 @@ def frame_at(path: str | os.PathLike, time_s: float, *, max_pixels: int) -> Imag
         import av
 
         with av.open(os.fspath(path), metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise ImageError("no video stream")
+            if not container.streams.video or container.streams.video[0].codec_context is None:
+                raise ImageError("no decodable video stream")
             vs = container.streams.video[0]
             check_pixels((vs.codec_context.width, vs.codec_context.height), max_pixels)
             _seek_frames(container, vs, keep, [max(0.0, time_s)])
