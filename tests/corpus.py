@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms
 
+import clips
+import dng
 import formats
 import shapes
 
@@ -171,6 +173,9 @@ _GOOD = {
     "exported.data": lambda p, s: _shape(p, s, "PNG"),
     **{f"format_{name}{suffix}": _format(name) for name, (suffix, _) in formats.WRITERS.items()
        if name != "eps"},
+    "camera.dng": lambda p, s: dng.write_dng(p, _shape_img(s), orientation=6),
+    "clip.mp4": lambda p, s: clips.write_video(p, [("red", "circle", 1.0), ("blue", "star", 1.0)]),
+    "VID_0001": lambda p, s: clips.write_video(p, [("green", "square", 1.0)], container="matroska"),
 }
 
 
@@ -204,6 +209,14 @@ def _bomb(path: Path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
 
 
+def _video_bytes(path: Path, container: str | None = None) -> bytes:
+    tmp = path.with_name(path.name + ".tmp")
+    clips.write_video(tmp, [("red", "circle", 1.0)], container=container or "mp4")
+    data = tmp.read_bytes()
+    tmp.unlink()
+    return data
+
+
 def _symlink_loop(path: Path):
     other = path.with_name("loop_b.jpg")
     path.symlink_to(other.name)
@@ -225,6 +238,12 @@ _BAD = {
     "loop_b.jpg": (lambda p: None, "can't read"),  # made by loop_a's writer
     "dangling.jpg": (lambda p: p.symlink_to("no_such_target.jpg"), "can't read"),
     "pipe.jpg": (_fifo, "not a regular file"),
+    "unknown_camera.nef": (lambda p: _shape(p, 4, "TIFF", tiffinfo={271: "NoSuchCamera"}), "unsupported RAW"),
+    "cut_short.dng": (lambda p: p.write_bytes(b"II*\x00" + bytes(100)), "RAW"),
+    "cut_short.mp4": (lambda p: p.write_bytes(_video_bytes(p)[:1500]), "not a video"),
+    "empty.mov": (_bytes(b""), "not a video"),
+    "odd_codec.mkv": (lambda p: p.write_bytes(_video_bytes(p, "matroska").replace(b"V_MPEG4/ISO/AVC", b"V_NO/SUCH/CODEC")),
+                      "no decoder"),
     UNREADABLE_FILE: (lambda p: _shape(p, 3), "can't read"),
 }
 
