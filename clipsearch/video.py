@@ -139,6 +139,12 @@ def _duration(container, vs) -> float:
     return container.duration / 1_000_000 if container.duration else 0.0
 
 
+def timestamp(seconds: float) -> str:
+    """mm:ss (h:mm:ss past an hour) of a time in a video, as results show it: `path@mm:ss`."""
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m:02d}:{s:02d}"
+
+
 def frame_at(path: str | os.PathLike, time_s: float, *, max_pixels: int) -> Image.Image:
     """The video frame shown at `time_s` (for thumbnails and image queries on a frame)."""
     frames = []

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from ..files import display_path
+from ..video import timestamp
 
 QUERY_GRAMMAR = """\b
 Query algebra: TERMS are texts and images joined by + and - (each a word of its own), each
@@ -61,8 +62,3 @@ def _label(hit) -> str:
         return hit.text
     return display_path(hit.path) + (f"@{timestamp(hit.time_s)}" if getattr(hit, "time_s", None) is not None else "")
 
-
-def timestamp(seconds: float) -> str:
-    """mm:ss (h:mm:ss past an hour) of a time in a video."""
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m:02d}:{s:02d}"
