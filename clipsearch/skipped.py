@@ -25,11 +25,11 @@ def count_types(skipped: list[tuple[str, str]]) -> dict[str, int]:
 class SkippedTable:
     """(path, type) of every file judged not an image, as of each folder's last scan."""
 
-    def __init__(self, store: Store):
-        self._store = store
+    def __init__(self, store: Store, lock):
+        self._store, self._lock = store, lock
 
     def all(self) -> list[tuple[str, str]]:
-        t = self._store.side_table(SKIPPED, skipped_schema(), create=False)
+        t = self._store.open_table(SKIPPED)
         if t is None:
             return []
         rows = [_path_from_columns(r) for r in t.search().limit(None).to_arrow().to_pylist()]
@@ -45,8 +45,6 @@ class SkippedTable:
         import pyarrow as pa
 
         cols = _path_columns([p for p, _ in new]) | {"type": [t for _, t in new]}
-        t = self._store.side_table(SKIPPED, skipped_schema(), create=True)
-        t.add(pa.table(cols, schema=skipped_schema()), mode="overwrite")
-
-    def remove_under(self, targets: list[str]) -> None:
-        self.update(targets, [])
+        with self._lock:
+            t = self._store.create_table(SKIPPED, skipped_schema())
+            t.add(pa.table(cols, schema=skipped_schema()), mode="overwrite")
