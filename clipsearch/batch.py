@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import RAW_PREVIEW_OVERSAMPLE, VideoSampling
+from .config import VideoSampling
 from .errors import ImageError
 from .files import content_hash, stat_key
 from .image import FULL_SIZE, load_image, to_pixels
@@ -91,12 +91,12 @@ def decode_file(path: str, preprocess: Preprocess, max_pixels: int,
 def _pictures(path: str, kind: str | None, prepare, size: int, max_pixels: int, video: VideoSampling) -> list[Frame]:
     """The file's pictures as model-ready frames: one, or a video's samples. ImageError if none."""
     if kind == VIDEO:
-        return sample_video(path, prepare, max_pixels=max_pixels, sampling=video)
+        return sample_video(path, prepare, max_pixels=max_pixels, sampling=video, draft_size=DRAFT_OVERSAMPLE * size)
+    # Draft-decode JPEGs (and take RAW previews) at >= 2x the model's size, not 1x: the bicubic
+    # downscale that follows then still antialiases as open_clip's full decode would (fidelity).
     if kind == RAW:
-        img = load_raw(path, max_pixels=max_pixels, min_preview=RAW_PREVIEW_OVERSAMPLE * size)
+        img = load_raw(path, max_pixels=max_pixels, min_preview=DRAFT_OVERSAMPLE * size)
     else:
-        # Draft-decode JPEGs to >= 2x the model's size, not 1x: the bicubic downscale that follows
-        # then still antialiases as open_clip's full decode would (fidelity), at most of the speed.
         img = load_image(path, max_pixels=max_pixels, draft_size=DRAFT_OVERSAMPLE * size)
     width, height = img.info.get(FULL_SIZE, img.size)
     return [Frame(None, width, height, prepare(img))]

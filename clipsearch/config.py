@@ -51,10 +51,6 @@ class VideoSampling:
     scene_change: float = 0.25  # mean absolute difference (0-1) of 16x16 thumbnails that counts as a cut
 
 
-#: A RAW file's embedded preview is used when its shorter side is at least this many times the
-#: model's input size; else the sensor data is demosaiced at half size.
-RAW_PREVIEW_OVERSAMPLE = 2
-
 INDEX_ENV = "CLIPSEARCH_INDEX"
 
 

@@ -41,6 +41,24 @@ def kind_of(path: str, head: bytes | None = None) -> str | None:
     return sniff(head) if head else None
 
 
+def load_picture(path: str | os.PathLike, *, max_pixels: int, size: int, time_s: float | None = None):
+    """One upright RGB PIL image of `path`, whatever it holds: an image (JPEGs draft-decoded to >=
+    `size`), a RAW photo (its preview if >= `size`), or a video's frame at `time_s` (0 if None).
+    ImageError if it can't be decoded."""
+    kind = kind_of(os.fspath(path))
+    if kind == VIDEO:
+        from .video import frame_at
+
+        return frame_at(path, time_s or 0.0, max_pixels=max_pixels)
+    if kind == RAW:
+        from .raw import load_raw
+
+        return load_raw(path, max_pixels=max_pixels, min_preview=size)
+    from .image import load_image
+
+    return load_image(path, max_pixels=max_pixels, draft_size=size)
+
+
 def sniff(head: bytes) -> str | None:
     """The kind of file whose first bytes are `head` (HEAD_BYTES of them, or the whole file)."""
     if _raw_magic(head):

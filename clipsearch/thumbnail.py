@@ -10,10 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from .errors import ImageError
-from .image import load_image
-from .media import RAW, VIDEO, kind_of
-from .raw import load_raw
-from .video import frame_at
+from .media import load_picture
 from .durable import atomic_write
 
 THUMBNAIL_DIR = "thumbnails"  # inside the index directory
@@ -50,14 +47,7 @@ class Thumbnails:
     def make(self, path: str | os.PathLike, time_s: float | None = None) -> bytes:
         """A fresh thumbnail of `path` (an image, a RAW photo, or a video's frame at `time_s`),
         decoded with the same loaders as indexing."""
-        kind = kind_of(os.fspath(path))
-        if kind == VIDEO or time_s is not None:
-            img = frame_at(path, time_s or 0.0, max_pixels=self.max_pixels)
-        elif kind == RAW:
-            img = load_raw(path, max_pixels=self.max_pixels, min_preview=self.px)
-        else:
-            img = load_image(path, max_pixels=self.max_pixels, draft_size=self.px)
-        return self.encode(img)
+        return self.encode(load_picture(path, max_pixels=self.max_pixels, size=self.px, time_s=time_s))
 
     def encode(self, img: Image.Image) -> bytes:
         """JPEG bytes of an already decoded RGB image, at most `px` on the longest side."""

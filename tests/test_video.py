@@ -141,3 +141,40 @@ def _clip_bytes(path, suffix: str = ".mp4") -> bytes:
     tmp = path.with_name("whole" + suffix)
     write_video(tmp, SCENES)
     return tmp.read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_while_replacing_a_changed_video_then_resumed(tiny_model, photos, tmp_path):
+    """SIGKILL after a changed video's new frames are committed, before its old ones leave."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from clipsearch import open_index
+    from clipsearch.indexer.pipeline import FAILPOINT_ENV
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(failpoint=""):
+        return subprocess.run(
+            [sys.executable, "-m", "clipsearch.cli", "index", str(photos), "--index", str(tmp_path / "idx"),
+             "--workers", "1", "--quiet", "--json", "--model", str(tiny_model.config),
+             "--pretrained", str(tiny_model.weights)], capture_output=True, text=True, timeout=600,
+            env=os.environ | {"PYTHONPATH": str(root), FAILPOINT_ENV: failpoint})
+
+    def versions():
+        rows = [r for r in open_index(tmp_path / "idx").images.all_rows() if r.path.endswith("clip.mp4")]
+        return {(r.size, r.mtime) for r in rows}, rows
+
+    assert run().returncode == 0
+    write_video(photos / "clip.mp4", [("blue", "star", 2.0), ("green", "square", 2.0)])
+    assert run("added:1").returncode == -signal.SIGKILL
+    assert len(versions()[0]) == 2  # both versions' frames, for now
+    again = json.loads(run().stdout)
+    keys, rows = versions()
+    assert again["changed"] == 0 and again["new"] == 0 and keys == {(os.stat(photos / "clip.mp4").st_size,
+                                                                     os.stat(photos / "clip.mp4").st_mtime)}
+    index = open_index(tmp_path / "idx")
+    assert len(index.images.ann()) == len(index.images.all_rows())  # the ANN index dropped the old frames
