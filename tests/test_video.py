@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import shapes
 from clips import write_video
-from clipsearch import Decoded, Failure, Searcher, Settings, add_paths, create_index, decode_file, load_encoder
+from clipsearch import Decoded, Failure, Searcher, add_paths, create_index, decode_file, load_encoder
 from clipsearch.changes import find_changes
 from clipsearch.cli import main
 from clipsearch.config import VideoSampling
