@@ -117,6 +117,8 @@ def test_summary_counts_skipped_files_by_type_and_info_lists_them(cli, shapes_di
     assert sorted((p["path"].rsplit("/", 1)[1], p["type"]) for p in listed) == [
         ("README", "(no suffix)"), ("a.txt", ".txt"), ("b.txt", ".txt"), ("c.txt", ".txt"), ("d.pdf", ".pdf")]
 
+    assert json.loads(cli("info", "--json").output)["skipped"] == {".txt": 3, "(no suffix)": 1, ".pdf": 1}
+    assert "skipped:  5 not images: .txt 3, (no suffix) 1, .pdf 1" in cli("info").output
     (photos / "a.txt").unlink()
     cli("index", photos)
     assert len(json.loads(cli("info", "--skipped", "--json").output)) == 4

@@ -105,15 +105,20 @@ def info(index_dir, failed, skipped, as_json):
         return print_failures(open_index(index_root(index_dir)), as_json)
     if skipped:
         return print_skipped(open_index(index_root(index_dir)), as_json)
-    d = open_index(index_root(index_dir)).info()
+    from ..skipped import count_types
+
+    idx = open_index(index_root(index_dir))
+    d = idx.info() | {"failed": len(idx.failures.all()), "skipped": count_types(idx.skipped.all())}
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
     m = d["model"]
+    kinds = ", ".join(f"{t} {n}" for t, n in d["skipped"].items())
     click.echo(f"index:    {d['index']}\nimages:   {d['images']}\n"
                f"model:    {m['model']} / {m['pretrained']} ({m['dim']}-d)\nann:      {d['ann']}\n"
                f"roots:    {', '.join(d['roots']) or '-'}\non disk:  {_human_bytes(d['bytes_on_disk'])}\n"
-               f"schema:   {d['schema_version']}")
+               f"schema:   {d['schema_version']}\nfailed:   {d['failed']} (--failed lists them)\n"
+               f"skipped:  {sum(d['skipped'].values())} not images{': ' + kinds if kinds else ''} (--skipped)")
 
 
 @main.command()
