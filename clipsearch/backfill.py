@@ -26,10 +26,11 @@ def backfill_meta(images: Collection, decode_map=map, group: int = 2048,
     for start in range(0, len(ids), group):
         rows = list(images.rows(ids[start:start + group]).values())
         # A header that hung or crashed its reader comes back as a Failure: treated as unreadable.
-        headers = [h if isinstance(h, tuple) else (PhotoMeta(), None)
-                   for h in decode_map(read_header, [r.path for r in rows])]
-        # A file Pillow can't open (a RAW, a video) still has its file fields; one that's gone has none.
-        found = [(r, meta, size or (r.width, r.height)) for r, (meta, size) in zip(rows, headers)
+        paths = sorted({r.path for r in rows})  # a video's frames share one file
+        read = dict(zip(paths, (h if isinstance(h, tuple) else (PhotoMeta(), None)
+                                for h in decode_map(read_header, paths))))
+        # A file Pillow can't open (a video, most RAWs) still has its other fields; one that's gone has none.
+        found = [(r, meta, size or (r.width, r.height)) for r in rows for meta, size in [read[r.path]]
                  if meta.taken_source is not None]
         metas = name_places([meta for _, meta, _ in found])
         updated = [replace(r, width=size[0], height=size[1], meta=meta)

@@ -11,9 +11,10 @@ from .errors import IndexDirError
 from .model import ModelIdentity
 
 #: 2: content hash + raw path columns, failures table. 3: every collection's ANN file carries its
-#: generation (was manifest "ann" / texts_<name>.json), BTREE index on id. 4: photo metadata columns
-#: (taken, camera, GPS and place, kind, folder), read from older rows' headers by the next `index`.
-SCHEMA_VERSION = 4
+#: generation (was manifest "ann" / texts_<name>.json), BTREE index on id. 4: video frames, several
+#: rows of one file (images.time_s). 5: photo metadata columns (taken, camera, GPS and place, kind,
+#: folder), read from older rows' headers by the next `index`.
+SCHEMA_VERSION = 5
 FILENAME = "manifest.json"
 
 

@@ -1,8 +1,8 @@
 """A photo's metadata from its EXIF block and its file: when, with what camera, where, what kind.
 
-Pure functions of an opened Pillow image (the one decoded for the model: its pixels are not read
-twice) or of a file's header (`read_header`: no pixel decoded, for rows indexed before schema 3).
-A damaged or missing EXIF block costs the fields it holds, never the photo.
+Pure functions of an opened Pillow image (`read_meta`) or of a file's header (`read_header`: the
+EXIF block of an image or a TIFF-based RAW, a video container's tags; no pixel is decoded). A
+damaged or missing EXIF block costs the fields it holds, never the photo.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from datetime import datetime
 
 from PIL import Image
 
+from . import media
+
 #: Where `taken` came from.
 EXIF, VIDEO, MTIME = "exif", "video", "mtime"
-#: File kinds (the `--type` filter); a RAW or video file decoded by its own reader says so itself.
+#: File kinds (the `--type` filter).
 PHOTO, RAW, MOVIE = "photo", "raw", "video"
-_RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2",
-                           ".raf", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw"})
-_VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".3gp", ".mts", ".m2ts"})
+_KINDS = {media.IMAGE: PHOTO, media.RAW: RAW, media.VIDEO: MOVIE}
 
 # EXIF tags (CIPA DC-008): IFD0, the Exif sub-IFD and the GPS sub-IFD.
 _MAKE, _MODEL, _ORIENTATION = 0x010F, 0x0110, 0x0112
@@ -85,16 +85,18 @@ def read_meta(img: Image.Image, path: str, mtime: float) -> PhotoMeta:
 
 
 def read_header(path: str, mtime: float | None = None) -> tuple[PhotoMeta, tuple[int, int] | None]:
-    """(metadata, pixel size after orientation) from the header only; size None if Pillow can't open it.
-
-    `mtime` None: the file's own. Picklable, for a process pool.
-    """
+    """(metadata, pixel size after orientation) from the header only; size None if Pillow can't open
+    it (a video, most RAW formats). `mtime` None: the file's own. Picklable, for a process pool."""
     try:
         mtime = os.stat(path).st_mtime if mtime is None else mtime
     except OSError:
         return PhotoMeta(), None
+    if kind_of(path) == MOVIE:
+        return _with_file(_from_video(path), path, mtime), None
+    from .image import readable_formats
+
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=readable_formats()) as img:
             exif = _exif(img)
             w, h = img.size
     except (*_EXIF_ERRORS, Image.DecompressionBombError):
@@ -105,8 +107,8 @@ def read_header(path: str, mtime: float | None = None) -> tuple[PhotoMeta, tuple
 
 
 def kind_of(path: str) -> str:
-    suffix = os.path.splitext(path)[1].lower()
-    return RAW if suffix in _RAW_SUFFIXES else MOVIE if suffix in _VIDEO_SUFFIXES else PHOTO
+    """PHOTO, RAW or MOVIE, as media.kind_of tells it (PHOTO when it can't)."""
+    return _KINDS.get(media.kind_of(path), PHOTO)
 
 
 def parse_exif_time(value, offset=None) -> tuple[datetime | None, str | None]:
@@ -149,6 +151,39 @@ def _with_file(meta: PhotoMeta, path: str, mtime: float) -> PhotoMeta:
         except (OverflowError, OSError, ValueError):  # an mtime out of the platform's range
             pass
     return meta
+
+
+def _from_video(path: str) -> PhotoMeta:
+    """A video container's tags: Apple's local creation date and ISO 6709 location when present,
+    else the UTC `creation_time` most cameras and phones write."""
+    try:
+        import av
+
+        with av.open(os.fspath(path), metadata_errors="ignore") as c:
+            tags = {k.lower(): v for k, v in {**c.metadata, **(c.streams[0].metadata if c.streams else {})}.items()}
+    except Exception:  # noqa: BLE001 -- any decoder error on an untrusted file: no tags
+        return PhotoMeta()
+    taken, offset = _iso_time(tags.get("com.apple.quicktime.creationdate") or tags.get("creation_time"))
+    m = re.match(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)",
+                 tags.get("com.apple.quicktime.location.iso6709") or tags.get("location") or "")
+    lat, lon = (float(m[1]), float(m[2])) if m else (None, None)
+    ok = lat is not None and abs(lat) <= 90 and abs(lon) <= 180 and (lat, lon) != (0, 0)
+    return PhotoMeta(taken=taken, taken_offset=offset, taken_source=VIDEO if taken else None,
+                     camera_make=_text(tags.get("com.apple.quicktime.make") or tags.get("make")),
+                     camera_model=_text(tags.get("com.apple.quicktime.model") or tags.get("model")),
+                     lat=lat if ok else None, lon=lon if ok else None)
+
+
+def _iso_time(text) -> tuple[datetime | None, str | None]:
+    """"2023-07-14T12:00:00+0200" -> (local naive time, "+02:00"); a "Z" time stays UTC, "+00:00"."""
+    try:
+        t = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return None, None
+    if t.year < 1900:  # 1904-01-01: QuickTime's zero, written by cameras without a clock
+        return None, None
+    offset = t.strftime("%z")
+    return t.replace(tzinfo=None, microsecond=0), (f"{offset[:3]}:{offset[3:]}" if offset else None)
 
 
 def _exif(img: Image.Image):

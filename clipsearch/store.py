@@ -20,9 +20,9 @@ from .photometa import PhotoMeta
 
 IMAGES = "images"
 FAILURES = "failures"
-_META = ("id", "path", "size", "mtime", "width", "height", "hash")
-#: Columns added by schema 2 (older tables get them, empty, when first written): SQL defaults.
-_ADDED = {"hash": "CAST(NULL AS STRING)", "path_raw": "CAST(NULL AS BINARY)"}
+_META = ("id", "path", "size", "mtime", "width", "height", "hash", "time_s")
+#: Columns added by schemas 2 and 4 (older tables get them, empty, on upgrade): SQL defaults.
+_ADDED = {"hash": "CAST(NULL AS STRING)", "path_raw": "CAST(NULL AS BINARY)", "time_s": "CAST(NULL AS DOUBLE)"}
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,20 @@ class Row:
     width: int
     height: int
     hash: str = ""  # hex content hash; "" for rows of schema-1 indexes
-    meta: PhotoMeta | None = None  # None: not read (yet): rows of schema 1-3 indexes, moved files
+    time_s: float | None = None  # a video frame's time in its video; None for a still image
+    meta: PhotoMeta | None = None  # None: not read (yet): rows of schema 1-4 indexes, moved files
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One image found for a query."""
+    """One image (or video frame) found for a query."""
 
     path: str
     score: float
     id: int
     width: int
     height: int
+    time_s: float | None = None  # a video frame's time in its video; None for a still image
     meta: PhotoMeta | None = None  # when, where, which camera; None for rows not read yet
 
 
@@ -78,12 +80,13 @@ def image_schema(dim: int):
         pa.field("size", pa.int64()), pa.field("mtime", pa.float64()),
         pa.field("width", pa.int32()), pa.field("height", pa.int32()),
         pa.field("vector", pa.list_(pa.float32(), dim)),
-        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()), *meta_fields(),
+        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()), pa.field("time_s", pa.float64()),
+        *meta_fields(),
     ])
 
 
 def meta_fields():
-    """The photo metadata columns (schema 4), nullable: `taken` is the local wall-clock time."""
+    """The photo metadata columns (schema 5), nullable: `taken` is the local wall-clock time."""
     import pyarrow as pa
 
     types = {"taken": pa.timestamp("s"), "lat": pa.float64(), "lon": pa.float64()}
@@ -272,11 +275,11 @@ class ImageTable(VectorTable):
 
     def hits(self, ids, scores) -> list[Hit]:
         found = self.rows(ids)
-        return [Hit(r.path, float(s), r.id, r.width, r.height, r.meta)
+        return [Hit(r.path, float(s), r.id, r.width, r.height, r.time_s, r.meta)
                 for i, s in zip(ids, scores) if (r := found.get(int(i)))]
 
     def ids_without_meta(self) -> np.ndarray:
-        """Ids of rows whose metadata was never read (from before schema 4, or moved files)."""
+        """Ids of rows whose metadata was never read (from before schema 5, or moved files)."""
         if "taken_source" not in self.schema.names:
             return np.zeros(0, np.int64)
         return self._query("taken_source IS NULL", ["id"]).column("id").to_numpy().astype(np.int64)
@@ -307,10 +310,10 @@ class ImageTable(VectorTable):
     def _upgrade(self) -> bool:
         """Add the columns an older table lacks (empty), schema by schema; True if it had to."""
         missing = {c: sql for c, sql in _ADDED.items() if c not in self._t.schema.names}
-        if missing:  # schema 1 -> 2
+        if missing:  # schema 1 -> 2 (hash, path_raw), 3 -> 4 (time_s)
             self._t.add_columns(missing)
         meta = [f for f in meta_fields() if f.name not in self._t.schema.names]
-        if meta:  # schema 3 -> 4: filled in from the files' headers by the next `index` (backfill.py)
+        if meta:  # schema 4 -> 5: filled in from the files' headers by the next `index` (backfill.py)
             self._t.add_columns(meta)
         self.schema = self._t.schema
         return bool(missing or meta)
