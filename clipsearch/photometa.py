@@ -91,8 +91,11 @@ def read_header(path: str, mtime: float | None = None) -> tuple[PhotoMeta, tuple
         mtime = os.stat(path).st_mtime if mtime is None else mtime
     except OSError:
         return PhotoMeta(), None
-    if kind_of(path) == MOVIE:
+    kind = kind_of(path)
+    if kind == MOVIE:
         return _with_file(_from_video(path), path, mtime), None
+    if kind == RAW:  # most RAWs are TIFF inside, with a sensor Pillow can't open: read the tags only
+        return _with_file(_from_exif(_tiff_exif(path)), path, mtime), None
     from .image import readable_formats
 
     try:
@@ -180,10 +183,23 @@ def _iso_time(text) -> tuple[datetime | None, str | None]:
         t = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except (TypeError, ValueError):
         return None, None
-    if t.year < 1900:  # 1904-01-01: QuickTime's zero, written by cameras without a clock
+    if t.year <= 1904:  # 1904-01-01: QuickTime's zero, written by cameras without a clock
         return None, None
     offset = t.strftime("%z")
     return t.replace(tzinfo=None, microsecond=0), (f"{offset[:3]}:{offset[3:]}" if offset else None)
+
+
+def _tiff_exif(path: str, head: int = 1 << 20):
+    """The EXIF tags of a TIFF-based RAW (DNG, NEF, CR2, ARW, PEF ...) from its first `head` bytes."""
+    exif = Image.Exif()
+    try:
+        with open(path, "rb") as f:
+            data = f.read(head)
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            exif.load(data)
+    except (*_EXIF_ERRORS, OverflowError):
+        return Image.Exif()
+    return exif
 
 
 def _exif(img: Image.Image):

@@ -122,3 +122,44 @@ def test_kind_by_suffix():
 
 def test_country_names():
     assert country_name("gb") == "United Kingdom" and country_name("") is None and country_name("ZZ") == "ZZ"
+
+
+def test_raw_camera_from_its_tiff_tags(tmp_path):
+    from dng import write_dng
+
+    p = tmp_path / "a.dng"
+    write_dng(p, Image.new("RGB", (64, 48), (200, 10, 10)), make="Nikon")
+    os.utime(p, (MTIME_2020, MTIME_2020))
+    meta, size = read_header(str(p))
+    assert (meta.kind, meta.camera_make, meta.camera_model, meta.taken_source) == (RAW, "Nikon", "Test", MTIME)
+    assert size is None  # the row's size comes from the decoded picture
+
+
+@pytest.mark.parametrize("tags, taken, offset, latlon", [
+    ({"creation_time": "2022-05-06T07:08:09.000000Z", "location": "+48.8566+002.3522/"},
+     datetime(2022, 5, 6, 7, 8, 9), "+00:00", (48.8566, 2.3522)),
+    ({"com.apple.quicktime.creationdate": "2023-07-14T12:00:00-0300",
+      "com.apple.quicktime.location.ISO6709": "-22.9068-043.1729+010.000/"},
+     datetime(2023, 7, 14, 12), "-03:00", (-22.9068, -43.1729)),
+    ({"creation_time": "1904-01-01T00:00:00.000000Z"}, None, None, (None, None)),  # no clock: mtime
+])
+def test_video_creation_time_and_location(tmp_path, tags, taken, offset, latlon):
+    import av
+    import numpy as np
+
+    p = tmp_path / "clip.mov"
+    with av.open(str(p), "w", options={"movflags": "use_metadata_tags"}) as out:  # keeps Apple's keys
+        out.metadata.update(tags)
+        s = out.add_stream("libx264", rate=10)
+        s.width = s.height = 64
+        for packet in [*s.encode(av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")),
+                       *s.encode()]:
+            out.mux(packet)
+    os.utime(p, (MTIME_2020, MTIME_2020))
+    meta, size = read_header(str(p))
+    assert meta.kind == MOVIE and size is None
+    if taken:
+        assert (meta.taken, meta.taken_offset, meta.taken_source) == (taken, offset, "video")
+    else:
+        assert (meta.taken, meta.taken_source) == (datetime(2020, 5, 6, 7, 8, 9), MTIME)
+    assert (meta.lat, meta.lon) == latlon
