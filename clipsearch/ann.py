@@ -251,6 +251,19 @@ class AnnIndex:
         self._gpu = None
         return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64).ravel()))
 
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray | None:
+        """(len(ids), D) float32 exact vectors (zeros for unknown ids) if this index stores them
+        (Flat), else None."""
+        if self.spec.kind != "flat":
+            return None
+        out = np.zeros((len(ids), self.spec.dim), np.float32)
+        for n, i in enumerate(np.asarray(ids, np.int64)):
+            try:
+                out[n] = self._index.reconstruct(int(i))
+            except RuntimeError:  # not in the index
+                pass
+        return out
+
     def needs_rebuild(self, n_now: int) -> bool:
         """True when a collection of n_now vectors deserves another index (kind or ~4x nlist)."""
         want = choose_spec(n_now, self.spec.dim)

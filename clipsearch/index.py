@@ -4,6 +4,7 @@ Layout of an index directory:
     manifest.json   schema version, model identity, ANN spec and generation
     lance/          LanceDB tables (metadata + full vectors)
     images.faiss    the ANN index over the images table's vectors
+    images.rows     what a query shows of its hits, read without LanceDB (see snapshot.py)
 The ANN index is derived data: its generation must equal the table version it was built from,
 otherwise it is rebuilt from the stored vectors (a crash between the two writes, a hand edit).
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import manifest as mf
+from . import snapshot
 from .ann import RERANK_FACTOR, AnnIndex, choose_spec
 from .ann import rerank as rerank_exact
 from .errors import IndexDirError, ModelError
@@ -40,10 +42,11 @@ class Hit:
 class Index:
     """An open index directory. Use `open_index` (read) or `create_index` (read-write)."""
 
-    def __init__(self, root: Path, manifest: mf.Manifest, store: Store, writable: bool):
+    def __init__(self, root: Path, manifest: mf.Manifest, store: Store | None, writable: bool):
         self.root, self.manifest, self.writable = root, manifest, writable
-        self.images = ImageTable(store.table(IMAGES, manifest.model.dim))
-        self.failures = FailureTable(store)  # files that could not be indexed, with why
+        # LanceDB is opened on first use: a query served by the snapshot never imports it (~1.5 s).
+        self._store, self._images, self._failures = store, None, None
+        self._snapshot: snapshot.Snapshot | bool | None = None  # False: checked, not current
         self._ann: AnnIndex | None = None
         self.nprobe: int | None = None  # search defaults of this handle: None = the spec's nprobe
         self.rerank: int = RERANK_FACTOR
@@ -52,6 +55,19 @@ class Index:
     @property
     def identity(self) -> ModelIdentity:
         return self.manifest.model
+
+    @property
+    def images(self) -> ImageTable:
+        if self._images is None:
+            self._images = ImageTable(self._opened_store().table(IMAGES, self.manifest.model.dim))
+        return self._images
+
+    @property
+    def failures(self) -> FailureTable:
+        """Files that could not be indexed, with why."""
+        if self._failures is None:
+            self._failures = FailureTable(self._opened_store())
+        return self._failures
 
     def __len__(self) -> int:
         return len(self.images)
@@ -84,9 +100,10 @@ class Index:
 
     def reload(self) -> None:
         """See what other processes committed: latest table version and manifest; ANN reloaded on use."""
-        self.images.refresh()
+        if self._images is not None:
+            self._images.refresh()
         self.manifest = mf.read(self.root)
-        self._ann = None
+        self._ann, self._snapshot = None, None
 
     def add_roots(self, roots: list[str]) -> None:
         self.manifest.roots = sorted(set(self.manifest.roots) | set(roots))
@@ -106,8 +123,11 @@ class Index:
             note = f"ANN index rebuilt for {len(ann)} images: {old} -> {ann.spec.describe()}"
             self.notes.append(note)
         ann.save(self.root / ANN_FILE)
+        generation = self.images.version
+        snapshot.write(self.root / snapshot.FILE, self.images.scan(["id", "path", "path_raw", "width", "height"]),
+                       snapshot.stamp(self._table_dir()), generation)
         self.manifest.ann = {"spec": ann.spec.to_dict(), "trained_on": ann.trained_on,
-                             "generation": self.images.version}
+                             "generation": generation}
         mf.write(self.root, self.manifest)
         return note
 
@@ -130,9 +150,15 @@ class Index:
         D, I = ann.search(xq, k if exact else min(len(ann), rerank * k), nprobe)
         if not exact:
             D, I = rerank_exact(xq, I, self.images.vectors_of, k)
-        rows = self.images.rows(np.unique(I[I >= 0]))
-        return [[Hit(rows[i].path, float(d), int(i), rows[i].width, rows[i].height)
+        rows = self._rows(np.unique(I[I >= 0]))
+        return [[Hit(rows[i][0], float(d), int(i), rows[i][1], rows[i][2])
                  for d, i in zip(ds, ids) if i in rows] for ds, ids in zip(D, I)]
+
+    def vectors_of(self, ids) -> np.ndarray:
+        """(len(ids), D) float32 stored vectors, zeros for ids not stored; from an exact ANN index
+        when it holds them (no table read)."""
+        xb = self.ann().vectors_of(np.asarray(ids, np.int64))
+        return xb if xb is not None else self.images.vectors_of(ids)
 
     def ann(self) -> AnnIndex:
         """The ANN index, loaded from disk, or rebuilt when it doesn't match the table."""
@@ -147,8 +173,32 @@ class Index:
                 "ann_trained_on": ann.trained_on, "schema_version": self.manifest.schema_version,
                 "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root)}
 
+    def _rows(self, ids) -> dict[int, tuple[str, int, int]]:
+        """{id: (path, width, height)}: from the snapshot when it is current, else from the table."""
+        snap = self._current_snapshot()
+        if snap is not None:
+            return snap.rows(ids)
+        return {i: (r.path, r.width, r.height) for i, r in self.images.rows(ids).items()}
+
+    def _current_snapshot(self) -> snapshot.Snapshot | None:
+        """The rows snapshot if it and the ANN file are of the table's current version (readers only)."""
+        if self._snapshot is None:
+            snap = None if self.writable else snapshot.Snapshot.open(
+                self.root / snapshot.FILE, snapshot.stamp(self._table_dir()))
+            current = snap is not None and snap.generation == self.manifest.ann.get("generation")
+            self._snapshot = snap if current else False
+        return self._snapshot or None
+
+    def _table_dir(self) -> Path:
+        return self.root / "lance" / f"{IMAGES}.lance"
+
+    def _opened_store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.root / "lance")
+        return self._store
+
     def _load_ann(self) -> AnnIndex:
-        if self.manifest.ann.get("generation") == self.images.version:
+        if self._current_snapshot() is not None or self.manifest.ann.get("generation") == self.images.version:
             try:
                 return AnnIndex.load(self.root / ANN_FILE)
             except IndexDirError:
@@ -176,7 +226,7 @@ def open_index(root: Path | str, writable: bool = False) -> Index:
     if writable and not os.access(root, os.W_OK):
         raise IndexDirError(f"the index directory {root} is not writable: fix its permissions "
                             "or pass another --index DIR")
-    return Index(root, manifest, Store(root / "lance"), writable)
+    return Index(root, manifest, Store(root / "lance") if writable else None, writable)
 
 
 def create_index(root: Path | str, identity: ModelIdentity) -> Index:

@@ -67,5 +67,5 @@ class Matcher:
         cos = np.array([h.score for h in row], np.float64)
         if over_texts:  # the query is the image
             return self.calibrator(cos, q).tolist()
-        return self.calibrator(cos, self.searcher.index.images.vectors_of([h.id for h in row])).tolist()
+        return self.calibrator(cos, self.searcher.index.vectors_of([h.id for h in row])).tolist()
 

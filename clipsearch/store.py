@@ -175,6 +175,10 @@ class ImageTable:
                 out[n] = xb[pos[int(i)]]
         return out
 
+    def scan(self, columns: list[str]):
+        """These columns of every row, as a pyarrow Table (columns the table lacks are left out)."""
+        return self._query(None, [c for c in columns if c in self._t.schema.names])
+
     def max_id(self) -> int:
         ids = self._query(None, ["id"]).column("id").to_numpy()
         return int(ids.max()) if len(ids) else -1
