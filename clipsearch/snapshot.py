@@ -1,14 +1,16 @@
-"""What a query reads instead of LanceDB: the images' rows as of the ANN index's generation.
+"""What a query reads instead of LanceDB: a collection's records as of its ANN index's generation.
 
 Importing LanceDB's Python package takes half as long as importing torch (bench/results/cold_query.md),
-while a text query needs only the FAISS index and, for its k hits, their path and size. So every ANN
-sync also writes `images.rows`: an Arrow IPC file of (id, path, path_raw, width, height) sorted by
-id. A query maps it (zero copy, no LanceDB) and finds its hits by binary search, O(k log N).
+while a query needs only the FAISS index and, for its k hits, what a hit shows (an image's path and
+size, a text). So every ANN sync of a collection also writes `<name>.rows`: an Arrow IPC file of
+those columns (`VectorTable.SNAPSHOT`) sorted by id. A reader maps it (zero copy, no LanceDB) and
+finds its hits by binary search, O(k log N).
 
 Like the ANN file it is derived data, written atomically. It records the table's `stamp` (the
-listing of its committed versions, which every commit, delete or compaction changes) and the ANN
-generation it was written with; a reader uses it only while both are current, and otherwise
-opens LanceDB as before (a crash between a commit and the sync, a hand edit).
+listing of its committed versions, which every commit, delete or compaction changes) and the
+generation (table version) it was written at; a reader uses it only while the stamp is current and
+the ANN file has the same generation, and otherwise reads the table as before (a crash between a
+commit and the sync, a hand edit, another writer).
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import numpy as np
 
 from .durable import atomic_write
 
-FILE = "images.rows"
-_COLUMNS = ("id", "path", "path_raw", "width", "height")
+SUFFIX = ".rows"
 
 
 def stamp(table_dir: Path) -> str:
@@ -35,12 +36,10 @@ def stamp(table_dir: Path) -> str:
 
 
 def write(path: Path, rows, table_stamp: str, generation: int) -> None:
-    """Save `rows` (a pyarrow Table with id, path, width, height and maybe path_raw) atomically."""
+    """Save `rows` (a pyarrow Table with an int64 "id" column) atomically, sorted by id."""
     import pyarrow as pa
 
-    if "path_raw" not in rows.schema.names:  # a schema-1 table
-        rows = rows.append_column("path_raw", pa.nulls(len(rows), pa.binary()))
-    rows = rows.select(list(_COLUMNS)).sort_by("id")
+    rows = rows.sort_by("id")
     meta = {b"stamp": table_stamp.encode(), b"generation": str(generation).encode()}
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, rows.schema.with_metadata(meta)) as w:
@@ -49,14 +48,14 @@ def write(path: Path, rows, table_stamp: str, generation: int) -> None:
 
 
 class Snapshot:
-    """The rows of one written snapshot, memory-mapped; `rows(ids)` like `store.ImageTable.rows`."""
+    """The records of one written snapshot, memory-mapped."""
 
     def __init__(self, table, generation: int):
         self._t, self.generation = table, generation
         # Straight from the mapped buffers: pyarrow's to_numpy would import pandas (~0.5 s).
         chunks = [np.frombuffer(c.buffers()[1], np.int64, len(c), c.offset * 8)
-                  for c in table.column("id").chunks]
-        self._ids = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
+                  for c in table.column("id").chunks if len(c)]
+        self._ids = chunks[0] if len(chunks) == 1 else np.concatenate([np.zeros(0, np.int64), *chunks])
 
     @classmethod
     def open(cls, path: Path, table_stamp: str) -> Snapshot | None:
@@ -75,15 +74,11 @@ class Snapshot:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def rows(self, ids) -> dict[int, tuple[str, int, int]]:
-        """{id: (path, width, height)} of the `ids` present."""
-        from .store import _path_from_columns
-
+    def records(self, ids) -> list[dict]:
+        """The records (column -> value) of the `ids` present."""
         ids = np.asarray(ids, np.int64)
-        pos = np.searchsorted(self._ids, ids).clip(0, max(len(self._ids) - 1, 0))
-        found = pos[(len(self._ids) > 0) & (self._ids[pos] == ids)] if len(ids) else pos[:0]
-        out = {}
-        for p in found:  # slices, not Table.take: pyarrow.compute would import pandas (~0.5 s)
-            r = _path_from_columns(self._t.slice(int(p), 1).to_pylist()[0])
-            out[r["id"]] = (r["path"], r["width"], r["height"])
-        return out
+        if not len(ids) or not len(self._ids):
+            return []
+        pos = np.searchsorted(self._ids, ids).clip(0, len(self._ids) - 1)
+        # Slices, not Table.take: pyarrow.compute would import pandas (~0.5 s).
+        return [self._t.slice(int(p), 1).to_pylist()[0] for p in pos[self._ids[pos] == ids]]

@@ -109,16 +109,20 @@ def test_a_commit_after_the_last_sync_is_seen_by_readers(tmp_path):
     xb = rng.standard_normal((60, 16)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
     writer = create_index(tmp_path / "idx", ModelIdentity("m", "w", 16))
-    writer.add(_rows(50), xb[:50])
-    writer.sync_ann()
-    hit = open_index(tmp_path / "idx").search(xb[7:8], 1)[0][0]
+    with writer.writing():
+        writer.images.add(_rows(50), xb[:50])
+        writer.images.sync()
+    assert (tmp_path / "idx" / "images.rows").is_file()
+    hit = open_index(tmp_path / "idx").images.search(xb[7:8], 1)[0][0]
     assert (hit.path, hit.id, hit.width, hit.height) == ("/p/7.jpg", 7, 3, 2)
-    writer.add(_rows(10, start=50), xb[50:])  # committed, never synced
-    writer.remove([7])
+    with writer.writing():
+        writer.images.add(_rows(10, start=50), xb[50:])  # committed, never synced
+        writer.images.remove([7])
     reader = open_index(tmp_path / "idx")
-    assert reader.search(xb[55:56], 1)[0][0].path == "/p/55.jpg"
-    assert "/p/7.jpg" not in [h.path for h in reader.search(xb[7:8], 3)[0]]
-    writer.sync_ann()  # current again: served from the snapshot, same answers
+    assert reader.images.search(xb[55:56], 1)[0][0].path == "/p/55.jpg"
+    assert "/p/7.jpg" not in [h.path for h in reader.images.search(xb[7:8], 3)[0]]
+    with writer.writing():
+        writer.images.sync()  # current again: served from the snapshot, same answers
     reader = open_index(tmp_path / "idx")
-    assert reader.search(xb[55:56], 1)[0][0].path == "/p/55.jpg"
-    assert reader.vectors_of([55, 7]).tolist() == [xb[55].tolist(), [0.0] * 16]
+    assert reader.images.search(xb[55:56], 1)[0][0].path == "/p/55.jpg"
+    assert reader.images.vectors_of([55, 7]).tolist() == [xb[55].tolist(), [0.0] * 16]
