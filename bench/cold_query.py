@@ -50,10 +50,16 @@ def setup(work: Path) -> dict:
         rng = np.random.default_rng(0)
         for i in range(100):
             Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(photos / f"img{i:03d}.jpg")
-    env = os.environ | {"CLIPSEARCH_CACHE": str(cache)}
-    subprocess.run([sys.executable, "-m", "clipsearch.cli", "index", str(photos), "--index", str(index),
-                    "--model", "ViT-B-32", "--pretrained", str(weights), "--quiet"], check=True, env=env)
+    build(work, index, os.environ | {"CLIPSEARCH_CACHE": str(cache)})
     return {"index": index, "cache": cache, "empty_cache": work / "no-cache"}
+
+
+def build(work: Path, index: Path, env: dict) -> None:
+    """`clipsearch index` of the photos into `index` with the code `env` selects (run from `work`,
+    so that `python -m` doesn't pick up a checkout in the current directory)."""
+    subprocess.run([sys.executable, "-m", "clipsearch.cli", "index", str(work / "photos"), "--index", str(index),
+                    "--model", "ViT-B-32", "--pretrained", str(work / "vitb32-random.safetensors"), "--quiet"],
+                   check=True, env=env, cwd=work)
 
 
 def before_tree(work: Path, commit: str) -> Path:
@@ -70,7 +76,7 @@ def before_tree(work: Path, commit: str) -> Path:
 def timed(cmd: list[str], env: dict) -> tuple[float, float]:
     """(wall s, peak RSS MB) of one child process."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=env["BENCH_CWD"])
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
@@ -86,7 +92,7 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=REPO / "bench/results/cold_query.json")
     args = p.parse_args(argv)
     s = setup(args.work)
-    base = os.environ | {"CLIPSEARCH_CACHE": str(s["cache"])}
+    base = os.environ | {"CLIPSEARCH_CACHE": str(s["cache"]), "BENCH_CWD": str(args.work)}
     query = ["-m", "clipsearch.cli", "query", QUERY, "--index", str(s["index"]), "-k", "10"]
     cases = {
         "python -c 'import torch, open_clip'": ([sys.executable, "-c", "import torch, open_clip"], base),
@@ -94,8 +100,12 @@ def main(argv=None):
         "query, no exported tower": ([sys.executable, *query], base | {"CLIPSEARCH_CACHE": str(s["empty_cache"])}),
     }
     if args.before_commit:
-        tree = before_tree(args.work, args.before_commit)
-        cases[f"query ({args.before_commit}, before)"] = ([sys.executable, *query], base | {"PYTHONPATH": str(tree)})
+        env = base | {"PYTHONPATH": str(before_tree(args.work, args.before_commit))}
+        old = args.work / f"idx-{args.before_commit}"  # its own index: a newer schema would be refused
+        if not (old / "manifest.json").exists():
+            build(args.work, old, env)
+        old_query = [q if q != str(s["index"]) else str(old) for q in query]
+        cases[f"query ({args.before_commit}, before)"] = ([sys.executable, *old_query], env)
     runs = {name: [] for name in cases}
     loads = []
     for r in range(args.repeats):

@@ -18,8 +18,8 @@ from typing import Callable
 import numpy as np
 
 from .ann import RERANK_FACTOR, AnnIndex, choose_spec
-from .ann import rerank as rerank_exact
 from . import snapshot
+from .refine import Refine
 from .errors import IndexDirError, InputError
 from .lock import WriteLock
 from .store import Store, VectorTable
@@ -111,6 +111,9 @@ class Collection:
                 ann = self._ann = self._build_ann()
                 note = f"ANN index of {self.name} rebuilt for {len(ann)} vectors: {old} -> {ann.spec.describe()}"
                 self.notes.append(note)
+            if ann.spec.kind == "ivfpq" and ann.spec.refine and ann.refine is None:  # an older file
+                ids, xb = self.table.vectors()
+                ann.refine = Refine.build(xb, ids)
             self.table._ensure_id_index()
             generation = self.table.version
             ann.save(self.ann_file, generation=generation)
@@ -135,8 +138,9 @@ class Collection:
                rerank: int | None = None) -> list[list]:
         """(nq, D) float32 unit vectors -> per query the k best hits (Hit or TextHit), best first.
 
-        An approximate index gives `rerank`·k candidates, re-scored exactly with the full
-        vectors from the table, so the top k are exact among the candidates.
+        An approximate index re-scores at least `rerank`·k candidates exactly with the full vectors
+        it holds in memory (or, in a file of before that, from the table), more where near-ties
+        need it (refine.py), so the top k are exact among the candidates.
         """
         if k < 1:
             raise InputError(f"--top must be at least 1 (got {k})")
@@ -145,11 +149,7 @@ class Collection:
         if k <= 0:
             return [[] for _ in range(len(xq))]
         xq = np.ascontiguousarray(xq, np.float32)
-        rerank = rerank or RERANK_FACTOR
-        exact = ann.spec.kind == "flat" or rerank <= 1
-        D, I = ann.search(xq, k if exact else min(len(ann), rerank * k), nprobe)
-        if not exact:
-            D, I = rerank_exact(xq, I, self.table.vectors_of, k)
+        D, I = ann.search_exact(xq, k, nprobe, (rerank or RERANK_FACTOR) * k, self.table.vectors_of)
         snap = self._snapshot
         return [self.table.hits(ids[ids >= 0], ds[ids >= 0], snap and snap.records(ids[ids >= 0]))
                 for ds, ids in zip(D, I)]
