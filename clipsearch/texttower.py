@@ -5,6 +5,7 @@ cache directory named by a hash of the model identity:
 
     tower.onnx  the graph (model.Encoder.export_text);  tower.onnx.data  its fp32 weights
     tower.json  the model identity, the tokenizer, the logit scale and the export format
+    known.npy   the vectors of texts every query of a kind encodes (the calibration prompts)
 
 The folder is built under a temporary name and renamed into place, so it is whole or absent. It is
 used only for exactly the identity it records (`TextTower.load` returns None otherwise, and the
@@ -24,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import BACKGROUND_PROMPTS
 from .errors import ModelError
+from .tokenizer import simple_tokenizer
 from .model import ModelIdentity
 from .weights import fingerprint
 
 FORMAT = 1
-GRAPH, META = "tower.onnx", "tower.json"
+GRAPH, META, KNOWN = "tower.onnx", "tower.json", "known.npy"
 #: Cosine to open_clip's own text embeddings an export must reach on PROBES to be kept.
 MIN_COSINE = 0.999
 PROBES = ("a dog playing music", "a photo.", "Sunset over the Crème-brûlée café, 1999!",
@@ -46,9 +49,11 @@ def folder(cache: Path, identity: ModelIdentity) -> Path:
 class TextTower:
     """An exported text tower: `encode_texts` like model.Encoder's, `logit_scale`, `identity`."""
 
-    def __init__(self, session, tokenize, identity: ModelIdentity, logit_scale: float):
+    def __init__(self, session, tokenize, identity: ModelIdentity, logit_scale: float,
+                 known: dict[str, np.ndarray] | None = None):
         self._session, self._tokenize = session, tokenize
         self.identity, self.logit_scale = identity, logit_scale
+        self._known = known or {}  # text -> its vector, encoded at export
 
     @property
     def dim(self) -> int:
@@ -60,18 +65,26 @@ class TextTower:
         meta = _meta(folder(cache, identity), identity)
         if meta is None:
             return None
-        from .tokenizer import simple_tokenizer
-
         try:
             session = _session(folder(cache, identity) / GRAPH)
         except Exception:  # onnxruntime raises its own types for damaged or foreign files
             return None
         tok = meta["tokenizer"]
+        try:
+            known = dict(zip(meta.get("known", []), np.load(folder(cache, identity) / KNOWN)))
+        except (OSError, ValueError):
+            known = {}
         return cls(session, simple_tokenizer(tok["context_length"], tok["clean"]), identity,
-                   float(meta["logit_scale"]))
+                   float(meta["logit_scale"]), known)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """N strings -> (N, D) float32 unit vectors."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._known]
+        done = dict(zip(todo, self._encode(todo))) if todo else {}
+        return np.stack([done[t] if t in done else self._known[t] for t in texts]) if texts else \
+            np.zeros((0, self.dim), np.float32)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         out = [np.zeros((0, self.dim), np.float32)]
         for s in range(0, len(texts), _BATCH):
             ids = self._tokenize(list(texts[s:s + _BATCH]))
@@ -108,12 +121,23 @@ def export(encoder, cache: Path) -> Path:
         if not _faithful(tmp, encoder):
             raise ModelError(f"the exported text tower of {encoder.identity.describe()} doesn't match "
                              f"open_clip's within cosine {MIN_COSINE}; report this")
+        _add_known(tmp, encoder.identity, list(BACKGROUND_PROMPTS))
         _fsync_all(tmp)
         shutil.rmtree(where, ignore_errors=True)  # a stale or broken earlier export
         os.replace(tmp, where)
         return where
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _add_known(where: Path, identity: ModelIdentity, texts: list[str]) -> None:
+    """Encode `texts` with the export itself and keep them, so queries needn't encode them again."""
+    meta = json.loads((where / META).read_text())
+    tok = meta["tokenizer"]
+    tower = TextTower(_session(where / GRAPH), simple_tokenizer(tok["context_length"], tok["clean"]), identity,
+                      meta["logit_scale"])
+    np.save(where / KNOWN, tower.encode_texts(texts))
+    (where / META).write_text(json.dumps(meta | {"known": texts}, indent=1))
 
 
 def _meta(where: Path, identity: ModelIdentity) -> dict | None:
@@ -161,8 +185,6 @@ def _tokenizer_config(encoder) -> dict | None:
 def _faithful(where: Path, encoder) -> bool:
     """Whether the export gives open_clip's tokens and its vectors within cosine MIN_COSINE."""
     meta = json.loads((where / META).read_text())
-    from .tokenizer import simple_tokenizer
-
     tok = meta["tokenizer"]
     ids = simple_tokenizer(tok["context_length"], tok["clean"])(list(PROBES))
     if not np.array_equal(ids, np.asarray(encoder.tokenizer(list(PROBES)))):

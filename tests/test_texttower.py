@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from clipsearch import ModelIdentity, create_index, load_encoder, open_index
+from clipsearch import BACKGROUND_PROMPTS, ModelIdentity, create_index, load_encoder, open_index
 from clipsearch import texttower
 from clipsearch.cli import main
 from clipsearch.store import Row
@@ -53,6 +53,8 @@ def test_text_tower_matches_open_clip(encoder, tower):
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     assert np.sum(fast * exact, axis=1).min() >= 0.999
     assert tower.logit_scale == pytest.approx(encoder.logit_scale)
+    prompts = list(BACKGROUND_PROMPTS)  # kept from the export, not encoded again
+    assert np.sum(tower.encode_texts(["x", *prompts]) * encoder.encode_texts(["x", *prompts]), axis=1).min() >= 0.999
 
 
 def test_export_is_used_only_for_its_model_and_files(encoder, tower, tower_cache, tiny_model, tmp_path):
