@@ -89,6 +89,7 @@ def main(argv=None):
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--before-commit", help="also time the query with this commit's code")
+    p.add_argument("--no-fallback", action="store_true", help="skip the query without an exported tower")
     p.add_argument("--out", type=Path, default=REPO / "bench/results/cold_query.json")
     args = p.parse_args(argv)
     s = setup(args.work)
@@ -97,8 +98,9 @@ def main(argv=None):
     cases = {
         "python -c 'import torch, open_clip'": ([sys.executable, "-c", "import torch, open_clip"], base),
         "query (this checkout)": ([sys.executable, *query], base),
-        "query, no exported tower": ([sys.executable, *query], base | {"CLIPSEARCH_CACHE": str(s["empty_cache"])}),
     }
+    if not args.no_fallback:
+        cases["query, no exported tower"] = ([sys.executable, *query], base | {"CLIPSEARCH_CACHE": str(s["empty_cache"])})
     if args.before_commit:
         env = base | {"PYTHONPATH": str(before_tree(args.work, args.before_commit))}
         old = args.work / f"idx-{args.before_commit}"  # its own index: a newer schema would be refused
