@@ -98,6 +98,10 @@ def test_cold_query_loads_neither_torch_nor_lancedb_and_answers_like_the_model(t
         assert f["score"] == pytest.approx(w["score"], abs=1e-4)
         assert f["calibrated"] == pytest.approx(w["calibrated"], abs=1e-3)
         assert (f["width"], f["height"]) == (w["width"], w["height"])
+    image = sorted(shapes_dir.glob("*.png"))[0]  # an image query loads the model on demand
+    found = CliRunner().invoke(main, ["query", "--image", str(image), "--index", str(index), "-k", "1", "--json"])
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)[0]["path"] == str(image)
 
 
 def _rows(n, start=0):
