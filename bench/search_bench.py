@@ -73,6 +73,8 @@ def build(dist, n, xb, cache: Path):
         if "CLIPSEARCH_BENCH_NO_UPGRADE" not in os.environ:  # an index of older code: bring it up to date
             index = open_index(root, writable=True)
             with index.writing():
+                if not index.images.ann_file.exists():  # a build stopped before its ANN index
+                    _lean_ann(index, xb)
                 index.images.sync()
         return root
     log(f"{dist} {n}: building the index (once)")
@@ -85,8 +87,18 @@ def build(dist, n, xb, cache: Path):
         with index.writing():
             index.images.add(rows, np.ascontiguousarray(xb[s:e]))
     with index.writing():
+        _lean_ann(index, xb)
         index.images.sync()
     return root
+
+
+def _lean_ann(index, xb):
+    """The ANN index built from the (memory-mapped) vectors, not read back from the table: the same
+    index as a sync would build (ids are the row numbers, added in order), in half the memory."""
+    from clipsearch import AnnIndex
+
+    assert index.images.table.max_id() == len(xb) - 1
+    index.images._ann = AnnIndex.build(xb, np.arange(len(xb), dtype=np.int64))
 
 
 def measure(index, xq, gt, nlat, **kw):
