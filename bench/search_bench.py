@@ -98,6 +98,7 @@ def _lean_ann(index, xb):
     from clipsearch import AnnIndex
 
     assert index.images.table.max_id() == len(xb) - 1
+    index.images._ann = None  # the adds' exact index: freed before the new one is built
     index.images._ann = AnnIndex.build(xb, np.arange(len(xb), dtype=np.int64))
 
 
