@@ -30,6 +30,11 @@ RERANK_FACTOR = 10
 #: (with re-rank) at 50k / 100k / 1M; 32 drops 100k to 0.952.
 NPROBE_DIV = 32
 NPROBE_MIN = 64
+#: ... and enough lists to visit about this many vectors: with the exact re-rank from memory
+#: (refine.py) recall is bound by the lists visited. 100k (1024 lists): 64 probes give 0.979,
+#: 128 give 0.989 at 1.6 ms; 1M (2048): 64 give 0.985, 128 only 0.987 for 1.6x the time
+#: (bench/results/search.md).
+NPROBE_VISIT = 12_000
 #: Training sample per coarse centroid (autofaiss and faiss use 30-256; k-means cost grows with it).
 TRAIN_PER_CENTROID = 40
 #: Residuals per PQ centroid the sub-quantizers train on (faiss default 256: 4x slower, no better
@@ -119,7 +124,8 @@ def choose_spec(n: int, dim: int, memory_budget: int | None = None) -> AnnSpec:
     else:
         nlist = min(_pow2_floor(4 * math.sqrt(n)), _pow2_floor(n / 39), 65536)
         train = min(n, max(TRAIN_PER_CENTROID * nlist, MIN_TRAIN))
-        nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_DIV))
+        visit = 2 ** math.ceil(math.log2(max(1.0, NPROBE_VISIT * nlist / n)))
+        nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_DIV, visit))
         ms = [m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0]
         # The exact vectors first (a fast, exact re-rank), then ever smaller codes without them.
         for refine, m in [(True, ms[0])] + [(False, m) for m in ms]:
