@@ -18,9 +18,9 @@ from .files import display_path
 
 IMAGES = "images"
 FAILURES = "failures"
-_META = ("id", "path", "size", "mtime", "width", "height", "hash")
-#: Columns added by schema 2 (older tables get them, empty, when first written): SQL defaults.
-_ADDED = {"hash": "CAST(NULL AS STRING)", "path_raw": "CAST(NULL AS BINARY)"}
+_META = ("id", "path", "size", "mtime", "width", "height", "hash", "time_s")
+#: Columns added by schemas 2 and 4 (older tables get them, empty, on upgrade): SQL defaults.
+_ADDED = {"hash": "CAST(NULL AS STRING)", "path_raw": "CAST(NULL AS BINARY)", "time_s": "CAST(NULL AS DOUBLE)"}
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,19 @@ class Row:
     width: int
     height: int
     hash: str = ""  # hex content hash; "" for rows of schema-1 indexes
+    time_s: float | None = None  # a video frame's time in its video; None for a still image
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One image found for a query."""
+    """One image (or video frame) found for a query."""
 
     path: str
     score: float
     id: int
     width: int
     height: int
+    time_s: float | None = None  # a video frame's time in its video; None for a still image
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def image_schema(dim: int):
         pa.field("size", pa.int64()), pa.field("mtime", pa.float64()),
         pa.field("width", pa.int32()), pa.field("height", pa.int32()),
         pa.field("vector", pa.list_(pa.float32(), dim)),
-        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()),
+        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()), pa.field("time_s", pa.float64()),
     ])
 
 
@@ -288,7 +290,7 @@ class Later:
 class ImageTable(VectorTable):
     """The images table: `Row`s in, rows and vectors out."""
 
-    SNAPSHOT = ("id", "path", "path_raw", "width", "height")
+    SNAPSHOT = ("id", "path", "path_raw", "width", "height", "time_s")
 
     def __init__(self, table, dim: int):
         super().__init__(IMAGES, table, None)
@@ -307,10 +309,11 @@ class ImageTable(VectorTable):
     def hits(self, ids, scores, records: list[dict] | None = None) -> list[Hit]:
         """Hits of `ids` with `scores`; `records`: their SNAPSHOT columns if read already (else read here)."""
         if records is None:
-            found = {i: (r.path, r.width, r.height) for i, r in self.rows(ids).items()}
+            found = {i: (r.path, r.width, r.height, r.time_s) for i, r in self.rows(ids).items()}
         else:
-            found = {r["id"]: (r["path"], r["width"], r["height"]) for r in map(_path_from_columns, records)}
-        return [Hit(f[0], float(s), int(i), f[1], f[2]) for i, s in zip(ids, scores) if (f := found.get(int(i)))]
+            found = {r["id"]: (r["path"], r["width"], r["height"], r.get("time_s"))
+                     for r in map(_path_from_columns, records)}
+        return [Hit(f[0], float(s), int(i), f[1], f[2], f[3]) for i, s in zip(ids, scores) if (f := found.get(int(i)))]
 
     def _rows(self, where: str | None) -> list[Row]:
         names = self.schema.names
