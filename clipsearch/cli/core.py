@@ -1,4 +1,4 @@
-"""The core commands: index, query, info, models."""
+"""The core commands: index, query, info."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..ann import RERANK_FACTOR
-from ..config import DEFAULT_PRESET, PRESETS, Settings
+from ..config import Settings
 from ..errors import InputError
 from . import main
 from .maintenance import print_failures
@@ -112,13 +112,6 @@ def info(index_dir, failed, as_json):
                f"model:    {m['model']} / {m['pretrained']} ({m['dim']}-d)\nann:      {d['ann']}\n"
                f"roots:    {', '.join(d['roots']) or '-'}\non disk:  {_human_bytes(d['bytes_on_disk'])}\n"
                f"schema:   {d['schema_version']}")
-
-
-@main.command()
-def models():
-    """List the named model presets."""
-    for name, (arch, weights) in PRESETS.items():
-        click.echo(f"{name:14s} {arch} / {weights}{'  (default)' if name == DEFAULT_PRESET else ''}")
 
 
 def _open_for_query(index_dir, model, pretrained, settings):
