@@ -138,7 +138,7 @@ def load_encoder(model: str, pretrained: str, device: str = "auto", batch_size: 
     size = pp["size"] if isinstance(pp["size"], int) else pp["size"][0]
     preprocess = Preprocess(size, tuple(pp["mean"]), tuple(pp["std"]),
                             pp.get("interpolation", "bicubic"), pp.get("resize_mode", "shortest"))
-    identity = ModelIdentity(*identity[:2], _embed_dim(net), identity[2])
+    identity = ModelIdentity(*identity[:2], int(open_clip.get_model_config(name)["embed_dim"]), identity[2])
     return Encoder(net, tokenizer, identity, preprocess, device,
                    batch_size or default_batch_size(device), mode)
 
@@ -205,13 +205,6 @@ def _quantise_linears(net) -> bool:
             warnings.simplefilter("ignore")
             net.visual = torch.ao.quantization.quantize_dynamic(net.visual, names, dtype=torch.qint8)
     return bool(names)
-
-
-def _embed_dim(net) -> int:
-    proj = getattr(net, "text_projection", None)
-    if proj is not None and hasattr(proj, "shape"):
-        return int(proj.shape[-1])
-    return int(net.visual.output_dim)
 
 
 def _pick_device(device: str) -> str:
