@@ -10,6 +10,7 @@ from typing import NamedTuple
 import pytest
 
 import shapes
+from modelfiles import block_network
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -42,3 +43,15 @@ def shapes_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shapes")
     shapes.write_folder(root, n_per_label=2, size=64)
     return root
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path) -> Path:
+    """No network (any internet connection fails, as on an air-gapped machine), an empty Hugging Face
+    cache and an empty models directory; returns the models directory."""
+    import huggingface_hub.constants
+
+    block_network(monkeypatch)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("CLIPSEARCH_MODELS", str(tmp_path / "models"))
+    return tmp_path / "models"

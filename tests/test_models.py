@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -13,47 +11,19 @@ from click.testing import CliRunner
 
 from clipsearch import ModelError, load_encoder
 from clipsearch import weights as weights_module
-from clipsearch.bundle import CONFIG, MANIFEST, find_imported, import_model
+from clipsearch.bundle import find_imported, import_model
 from clipsearch.cli import main
 from clipsearch.config import PRESETS, resolve_model
 from clipsearch.errors import InputError
+from modelfiles import make_bundle
 
 HUB_TOKENIZER = {name for name, (arch, _) in PRESETS.items() if "SigLIP2" in arch}
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path) -> Path:
-    """No network (any internet connection fails, as on an air-gapped machine), an empty Hugging Face
-    cache and an empty models directory; returns the models directory."""
-    import huggingface_hub.constants
-
-    _block_network(monkeypatch)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("CLIPSEARCH_MODELS", str(tmp_path / "models"))
-    return tmp_path / "models"
 
 
 def _cli(*args) -> str:
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def _bundle(path: Path, tiny_model, model: str, pretrained: str, model_cfg: dict | None = None,
-            extra: dict[str, Path] | None = None) -> Path:
-    """A model file as `models export` writes it, holding the tiny model under another name."""
-    cfg = model_cfg or json.loads(tiny_model.config.read_text())
-    staging = path.parent / f"{path.stem}-staging"
-    staging.mkdir()
-    (staging / CONFIG).write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
-    (staging / MANIFEST).write_text(json.dumps({"format": 1, "model": model, "pretrained": pretrained}))
-    with tarfile.open(path, "w") as tar:
-        for f in staging.iterdir():
-            tar.add(f, arcname=f.name)
-        tar.add(tiny_model.weights, arcname="open_clip_model.safetensors")
-        for name, f in (extra or {}).items():
-            tar.add(f, arcname=name)
-    return path
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
@@ -76,7 +46,7 @@ def test_hub_tokenizer_offline_fails_like_missing_weights(offline, monkeypatch, 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_each_preset_resolves_offline_to_its_imported_files(offline, tmp_path, tiny_model, preset):
     arch, tag = PRESETS[preset]
-    import_model(_bundle(tmp_path / "m.clipmodel", tiny_model, arch, tag), offline)
+    import_model(make_bundle(tmp_path / "m.clipmodel", tiny_model, arch, tag), offline)
     enc = load_encoder(*resolve_model(preset, None))
     assert (enc.identity.model, enc.identity.pretrained) == (arch, tag)  # as if from the hub
     assert enc.encode_texts(["a red circle"]).shape == (1, 64)
@@ -101,13 +71,13 @@ def test_export_then_import_into_a_fresh_cache_offline(offline, tiny_model, tmp_
     assert len(hits) == 3 and "circle" in Path(hits[0]["path"]).name
 
 
-def test_hf_tokenizer_files_travel_in_the_bundle(offline, tmp_path, tiny_model):
+def test_hf_tokenizer_files_travel_in_themake_bundle(offline, tmp_path, tiny_model):
     # A model whose text config names a Hugging Face tokenizer loads it from the imported files.
     tok_dir = _tiny_hf_tokenizer(tmp_path / "tok")
     cfg = json.loads(tiny_model.config.read_text())
     cfg["text_cfg"]["hf_tokenizer_name"] = "example/not-on-this-machine"
     extra = {f.name: f for f in tok_dir.iterdir()}
-    import_model(_bundle(tmp_path / "m.clipmodel", tiny_model, "ViT-B-16-SigLIP2-256", "webli", cfg, extra),
+    import_model(make_bundle(tmp_path / "m.clipmodel", tiny_model, "ViT-B-16-SigLIP2-256", "webli", cfg, extra),
                  offline)
     enc = load_encoder(*resolve_model("siglip2-b16", None))
     tokens = enc._tokenizer(["red circle", "blue square"])
@@ -121,17 +91,6 @@ def test_import_refuses_a_file_that_is_not_a_model(offline, tmp_path):
     with pytest.raises(InputError, match="not a readable clipsearch model file"):
         import_model(bad, offline)
     assert find_imported(offline, "tiny-clip", None) is None
-
-
-def _block_network(monkeypatch) -> None:
-    real_connect = socket.socket.connect
-
-    def refuse(sock, address, *a, **k):
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            raise OSError(101, "Network is unreachable (blocked by the test)")
-        return real_connect(sock, address, *a, **k)
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def _tiny_hf_tokenizer(folder: Path) -> Path:

@@ -91,6 +91,12 @@ def query(terms, images, texts, min_score, background, top, nprobe, rerank, inde
     found = Matcher(searcher, calibrator).search(queries, top, collection, min_score)
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
     print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score))
+    if terms:
+        from ..language import language_hint
+
+        hint = language_hint(" ".join(t for t in terms if not Path(t).is_file()), searcher.encoder.identity.model)
+        if hint:
+            click.echo(hint, err=True)
 
 
 @main.command()
