@@ -20,8 +20,9 @@ class WriteLock:
     holder share the lock; `on_acquire` runs when it is first taken (to see what others committed).
     """
 
-    def __init__(self, root: Path | str, on_acquire: Callable[[], None] = lambda: None):
-        self.root = Path(root)
+    def __init__(self, root: Path | str, on_acquire: Callable[[], None] = lambda: None,
+                 filename: str = LOCK_FILE):
+        self.root, self.filename = Path(root), filename
         self._on_acquire = on_acquire
         self._fd: int | None = None
         self._depth = 0
@@ -56,7 +57,7 @@ class WriteLock:
     def _acquire(self) -> int:
         import fcntl
 
-        path = self.root / LOCK_FILE
+        path = self.root / self.filename
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:

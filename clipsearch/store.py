@@ -242,8 +242,8 @@ class VectorTable:
 class ImageTable(VectorTable):
     """The images table: `Row`s in, rows and vectors out."""
 
-    def __init__(self, table, dim: int):
-        super().__init__(IMAGES, table, table.schema if table is not None else image_schema(dim))
+    def __init__(self, table, dim: int, name: str = IMAGES):
+        super().__init__(name, table, table.schema if table is not None else image_schema(dim))
 
     def rows(self, ids) -> dict[int, Row]:
         """Rows by id (missing ids are absent from the result)."""
