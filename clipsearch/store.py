@@ -124,6 +124,11 @@ class Store:
         """The table `name`, created empty with `schema` when missing (writers only)."""
         return self._db.create_table(name, schema=schema, exist_ok=True)
 
+    def drop_table(self, name: str) -> None:
+        """Delete the table `name` if it exists (writers only)."""
+        if name in self.names():
+            self._db.drop_table(name)
+
     def names(self) -> list[str]:
         """Names of the tables in the store."""
         out, token = [], None

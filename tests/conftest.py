@@ -12,7 +12,7 @@ import pytest
 
 import shapes
 from clirun import CAPTIONS, Cli
-from modelfiles import block_network
+from modelfiles import block_network, make_second_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -37,6 +37,12 @@ def tiny_model() -> TinyModel:
         subprocess.run([sys.executable, str(FIXTURES / "make_tiny_model.py"), "--out", str(folder)],
                        check=True)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tiny_model, tmp_path_factory) -> TinyModel:
+    """A second tiny model whose embeddings disagree with the first's (48-d, another direction)."""
+    return TinyModel(*make_second_model(tiny_model, tmp_path_factory.mktemp("tiny-clip-b")))
 
 
 @pytest.fixture(scope="session")

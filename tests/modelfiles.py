@@ -36,3 +36,26 @@ def block_network(monkeypatch) -> None:
         return real_connect(sock, address, *a, **k)
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def make_second_model(tiny_model, out: Path, dim: int = 48, seed: int = 1) -> tuple[Path, Path]:
+    """A second tiny model, "tiny-clip-b": the first one's towers ending in a random semi-orthogonal
+    projection to `dim` dimensions. It ranks the shapes as well as the first (both 100 % zero-shot)
+    but its embeddings have another size and direction, so vectors of the two can't be mixed
+    unnoticed. (Training a second model differently takes minutes on a loaded 2-core machine.)
+    -> (config JSON, weights)."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    w = load_file(tiny_model.weights)
+    width = w["text_projection"].shape[1]
+    q = np.linalg.qr(np.random.default_rng(seed).standard_normal((width, width)))[0][:, :dim]
+    q = q.astype(np.float32)
+    w["text_projection"] = np.ascontiguousarray(w["text_projection"] @ q)
+    w["visual.attnpool.c_proj.weight"] = np.ascontiguousarray(q.T @ w["visual.attnpool.c_proj.weight"])
+    w["visual.attnpool.c_proj.bias"] = np.ascontiguousarray(q.T @ w["visual.attnpool.c_proj.bias"])
+    cfg = json.loads(tiny_model.config.read_text()) | {"embed_dim": dim}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tiny-clip-b.json").write_text(json.dumps(cfg))
+    save_file(w, str(out / "tiny-clip-b.safetensors"))
+    return out / "tiny-clip-b.json", out / "tiny-clip-b.safetensors"

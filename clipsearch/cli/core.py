@@ -108,7 +108,10 @@ def info(index_dir, failed, as_json):
 
     if failed:
         return print_failures(open_index(index_root(index_dir)), as_json)
-    d = open_index(index_root(index_dir)).info()
+    from ..vectorsets import describe
+
+    idx = open_index(index_root(index_dir))
+    d = idx.info() | {"vector_sets": describe(idx)}
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -117,6 +120,17 @@ def info(index_dir, failed, as_json):
                f"model:    {m['model']} / {m['pretrained']} ({m['dim']}-d)\nann:      {d['ann']}\n"
                f"roots:    {', '.join(d['roots']) or '-'}\non disk:  {_human_bytes(d['bytes_on_disk'])}\n"
                f"schema:   {d['schema_version']}")
+    sets = d["vector_sets"]
+    if p := sets.get("pending"):
+        click.echo(f"reindex:  to {_model(p['model'])}: {p['images_done']}/{p['images_total']} images, "
+                   f"{p['texts_done']}/{p['texts_total']} texts (run `clipsearch reindex` with that model to go on)")
+    for k in sets["kept"]:
+        click.echo(f"kept:     {_model(k['model'])}: {k['images']} images (switch back with "
+                   f"`clipsearch reindex --model {k['model']['model']} --pretrained {k['model']['pretrained']}`)")
+
+
+def _model(m: dict) -> str:
+    return f"{m['model']} / {m['pretrained']} ({m['dim']}-d)"
 
 
 def _open_for_query(index_dir, model, pretrained, settings):
