@@ -94,7 +94,7 @@ def reindex(index: Index, encoder: Encoder, *, keep: bool = False, max_pixels: i
                                    commit_every, decode_map, on_progress or (lambda d, t: None), checkpoint)
         while round_():  # without the write lock: `index` and queries go on meanwhile
             pass
-        _locked(index, lambda: (round_(), _switch(index, work, encoder.identity, keep, summary, failed)))
+        _locked(index, lambda: (round_(), _switch(index, work, encoder.identity, keep, summary, checkpoint)))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -211,10 +211,11 @@ def _catch_up_texts(index: Index, work: VectorSet, encoder: Encoder, summary: Re
 
 
 def _switch(index: Index, work: VectorSet, identity: ModelIdentity, keep: bool,
-            summary: ReindexSummary, failed: set[int]) -> None:
+            summary: ReindexSummary, checkpoint: Callable[[str], None]) -> None:
     """Make `work` the active set (one manifest write), keeping or dropping the old one."""
     for coll in [work.images, *(work.texts(n) for n in work.text_names())]:
         coll.sync()
+    checkpoint("reindex-switch")
     m = index.manifest
     old = {"prefix": m.prefix, "model": m.model.to_dict()}
     m.model, m.prefix, m.pending = identity, work.prefix, {}
