@@ -81,9 +81,20 @@ def measure(preset: str, work: Path, threads: int) -> dict:
     enc.encode_texts(["a red car parked by the sea"])
     warm_q = time.perf_counter() - t
     params = sum(p.numel() for p in enc._model.parameters()) / 1e6
-    return {"preset": preset, "model": f"{arch} / {tag}", "size_px": s, "dim": enc.dim,
+    gflops = _image_gflops(enc._model, s)
+    return {"gflops_image": gflops, "preset": preset, "model": f"{arch} / {tag}", "size_px": s, "dim": enc.dim,
             "params_m": round(params, 1), "images_per_s": round(ips, 2), "cold_query_s": round(cold, 2),
             "load_s": round(load_s, 2), "warm_query_s": round(warm_q, 3), "images": n, "threads": threads}
+
+
+def _image_gflops(net, size: int) -> float:
+    """Forward FLOPs of the image tower for one image (torch's counter: 2 per multiply-add); load-free."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net.encode_image(torch.zeros(1, 3, size, size))
+    return round(counter.get_total_flops() / 1e9, 2)
 
 
 def main() -> None:
@@ -117,9 +128,10 @@ def _write(rows: list[dict]) -> None:
     old = json.loads((RESULTS / "models.json").read_text()) if (RESULTS / "models.json").exists() else []
     merged = {r["preset"]: r for r in old} | {r["preset"]: r for r in rows}
     (RESULTS / "models.json").write_text(json.dumps(list(merged.values()), indent=2))
-    lines = ["| preset | model | px | dim | params (M) | images/s | cold query (s) | load (s) | "
-             "warm query (s) | load avg |", "|---" * 10 + "|"]
+    lines = ["| preset | model | px | dim | params (M) | image GFLOPs | images/s | cold query (s) | load (s) | "
+             "warm query (s) | load avg |", "|---" * 11 + "|"]
     lines += [f"| {r['preset']} | {r['model']} | {r['size_px']} | {r['dim']} | {r['params_m']} | "
+              f"{r.get('gflops_image', '')} | "
               f"{r['images_per_s']} | {r['cold_query_s']} | {r['load_s']} | {r['warm_query_s']} | "
               f"{r['load_avg_before']}-{r['load_avg_after']} |" for r in merged.values()]
     (RESULTS / "models.md").write_text("\n".join(lines) + "\n")

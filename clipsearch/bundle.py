@@ -61,7 +61,7 @@ def export_model(model: str, pretrained: str, out: Path) -> ImportedModel:
             "preprocess_cfg": {k: cfg[k] for k in _PREPROCESS_KEYS if cfg.get(k)}}, indent=2))
         (folder / MANIFEST).write_text(json.dumps(meta, indent=2))
         part = out.with_name(out.name + ".part")
-        with tarfile.open(part, "w") as tar:
+        with tarfile.open(part, "w", dereference=True) as tar:  # the HF cache holds symlinks
             for f in sorted(folder.iterdir()):
                 tar.add(f, arcname=f.name)
             tar.add(weights, arcname=_weights_name(weights))

@@ -60,7 +60,8 @@ def test_export_then_import_into_a_fresh_cache_offline(offline, tiny_model, tmp_
     assert not offline.exists()  # export wrote nothing but FILE
     out = _cli("models", "import", file)
     assert "use it with --model tiny-clip" in out
-    assert "imported" in _cli("models") and "tiny-clip" in _cli("models")
+    listing = _cli("models")
+    assert all(name in listing for name in PRESETS) and "imported       tiny-clip" in listing
     enc = load_encoder("tiny-clip", "")
     texts = ["a red circle", "a blue square"]
     np.testing.assert_allclose(enc.encode_texts(texts), reference.encode_texts(texts), atol=1e-6)
