@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .errors import IndexDirError
+from .errors import IndexDirError, LockedError
 
 LOCK_FILE = "write.lock"
 
@@ -68,9 +68,9 @@ class WriteLock:
         except OSError as e:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise IndexDirError(f"another clipsearch process (pid {holder}) is writing to the index at "
-                                f"{self.root}: wait for it to finish, then run this again (queries "
-                                "keep working meanwhile)") from e
+            raise LockedError(f"another clipsearch process (pid {holder}) is writing to the index at "
+                              f"{self.root}: wait for it to finish, then run this again (queries "
+                              "keep working meanwhile)") from e
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd

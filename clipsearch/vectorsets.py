@@ -24,7 +24,7 @@ import numpy as np
 
 from .batch import Decoded, decode_file
 from .collection import Collection
-from .errors import IndexDirError, InputError
+from .errors import InputError, LockedError
 from .index import TEXTS_PREFIX, Index
 from .lock import WriteLock
 from .model import Encoder, ModelIdentity
@@ -84,7 +84,7 @@ def reindex(index: Index, encoder: Encoder, *, keep: bool = False, max_pixels: i
             checkpoint: Callable[[str], None] = lambda stage: None) -> ReindexSummary:
     """Re-encode `index` (opened writable) with `encoder`'s model into a pending set, then switch to
     it; with `keep`, the old set stays to switch back to (a re-index to its model then only catches
-    up). IndexDirError if another re-index of this index is running."""
+    up). LockedError if another re-index of this index is running."""
     start, summary = time.perf_counter(), ReindexSummary(encoder.identity.describe())
     with WriteLock(index.root, filename=REINDEX_LOCK) as lock:
         target = _locked(index, lambda: _begin(index, encoder.identity))
@@ -136,10 +136,8 @@ def _locked(index: Index, fn):
         try:
             with index.writing():
                 return fn()
-        except IndexDirError as e:
-            if "is writing to the index" not in str(e):
-                raise
-        time.sleep(WAIT_S)
+        except LockedError:
+            time.sleep(WAIT_S)
 
 
 def _begin(index: Index, identity: ModelIdentity) -> dict:
