@@ -96,7 +96,7 @@ def _image_gflops(net, size: int) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:  # (inference_mode trips it on timm towers)
         net.encode_image(torch.zeros(1, 3, size, size))
     return round(counter.get_total_flops() / 1e9, 2)
 
@@ -114,7 +114,6 @@ def main() -> None:
         return prepare(a.presets[0], a.work)
     if a.child == "measure":
         return print(json.dumps(measure(a.presets[0], a.work, a.threads)))
-    rows = []
     for p in a.presets:
         me = [sys.executable, __file__, p, "--threads", str(a.threads), "--work", str(a.work)]
         subprocess.run(me + ["--child", "prepare"], check=True)
@@ -123,8 +122,7 @@ def main() -> None:
         row = json.loads(out.stdout.strip().splitlines()[-1]) | {
             "load_avg_before": round(before, 2), "load_avg_after": round(os.getloadavg()[0], 2)}
         print(json.dumps(row), flush=True)
-        rows.append(row)
-    _write(rows)
+        _write([row])  # merged with earlier rows: a failure later keeps what was measured
 
 
 def _write(rows: list[dict]) -> None:

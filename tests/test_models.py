@@ -104,3 +104,24 @@ def _tiny_hf_tokenizer(folder: Path) -> Path:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(folder)
     return folder
+
+
+@pytest.mark.slow
+def test_mobileclip_reparameterised_for_inference_gives_the_same_vectors():
+    # load_encoder fuses MobileCLIP's train-time branches (model._reparameterize): faster, same vectors.
+    import copy
+
+    import open_clip
+    import torch
+
+    from clipsearch.model import _reparameterize
+
+    torch.manual_seed(0)
+    plain = open_clip.create_model(PRESETS["mobileclip2-s0"][0], pretrained=None).eval()
+    fused = copy.deepcopy(plain)
+    _reparameterize(fused)
+    assert sum(1 for _ in fused.visual.modules()) < sum(1 for _ in plain.visual.modules())
+    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        np.testing.assert_allclose(fused.encode_image(x, normalize=True).numpy(),
+                                   plain.encode_image(x, normalize=True).numpy(), atol=2e-4)
