@@ -96,7 +96,7 @@ def _image_gflops(net, size: int) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:  # (inference_mode trips it on timm towers)
+    with FlopCounterMode(display=False) as counter:  # grad on: its module hooks need autograd (timm towers)
         net.encode_image(torch.zeros(1, 3, size, size))
     return round(counter.get_total_flops() / 1e9, 2)
 

@@ -22,6 +22,7 @@ from .collection import Collection
 from .errors import IndexDirError, InputError, ModelError
 from .lock import WriteLock
 from .model import ModelIdentity
+from .skipped import SkippedTable
 from .store import IMAGES, FailureTable, Hit, ImageTable, Store, TextTable
 
 TEXTS_PREFIX = "texts_"
@@ -39,6 +40,7 @@ class Index:
         self._store = store
         self._open_collections()
         self.failures = FailureTable(store, self.lock)  # files that could not be indexed, with why
+        self.skipped = SkippedTable(store, self.lock)  # files that are not images, RAW photos or videos
 
     def _open_collections(self) -> None:
         """The active vector set's collections (see vectorsets.py): images, and texts on demand."""

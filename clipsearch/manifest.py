@@ -11,9 +11,10 @@ from .errors import IndexDirError
 from .model import ModelIdentity
 
 #: 2: content hash + raw path columns, failures table. 3: every collection's ANN file carries its
-#: generation (was manifest "ann" / texts_<name>.json), BTREE index on id. 4: vector sets (the
-#: tables' prefix, a re-index under way, sets kept for another model: see vectorsets.py).
-SCHEMA_VERSION = 4
+#: generation (was manifest "ann" / texts_<name>.json), BTREE index on id. 4: video frames, several
+#: rows of one file (images.time_s). 5: vector sets (the tables' prefix, a re-index under way, sets
+#: kept for another model: see vectorsets.py).
+SCHEMA_VERSION = 5
 FILENAME = "manifest.json"
 
 
