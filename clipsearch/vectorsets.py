@@ -28,7 +28,7 @@ from .errors import InputError, LockedError
 from .index import TEXTS_PREFIX, Index
 from .lock import WriteLock
 from .model import Encoder, ModelIdentity
-from .store import IMAGES, ImageTable, Store, TextTable
+from .store import IMAGES, ImageTable, Row, Store, TextTable
 
 REINDEX_LOCK = "reindex.lock"
 WAIT_S = 0.5  # between tries for the write lock, which an `index` run may hold for a while
@@ -168,26 +168,45 @@ def _catch_up(index, work, encoder, summary, failed, max_pixels, commit_every, d
     active = {r.id: r for r in index.images.all_rows()}
     done = {r.id: r for r in work.images.all_rows()}
     work.images.remove([i for i, r in done.items() if active.get(i) != r])  # gone, changed, id reused
-    todo = [r for i, r in sorted(active.items()) if done.get(i) != r and i not in failed]
+    todo: dict[str, list[Row]] = {}  # path -> its rows (a video has one a sampled frame)
+    for i, r in sorted(active.items()):
+        if done.get(i) != r and i not in failed:
+            todo.setdefault(r.path, []).append(r)
+    paths = list(todo)
     decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=max_pixels)
-    items = iter(decode_map(decode, [r.path for r in todo]))
-    for s in range(0, len(todo), commit_every):
-        rows = todo[s:s + commit_every]
-        decoded = [next(items) for _ in rows]
-        ok = [(r, d) for r, d in zip(rows, decoded) if isinstance(d, Decoded)]
-        for r, d in zip(rows, decoded):
-            if not isinstance(d, Decoded):
-                failed.add(r.id)
-                summary.unreadable.append(r.path)
-        for b in range(0, len(ok), encoder.batch_size):
-            chunk = ok[b:b + encoder.batch_size]
-            xb = encoder.encode_pixels(np.stack([d.pixels for _, d in chunk]))
-            work.images.add([r for r, _ in chunk], xb, ids=np.array([r.id for r, _ in chunk]))
-        summary.encoded += len(ok)
-        n += len(ok)
-        on_progress(len(done) + s + len(rows), len(active))
+    items = iter(decode_map(decode, paths))
+    for s in range(0, len(paths), commit_every):
+        rows, pixels = [], []
+        for path in paths[s:s + commit_every]:
+            decoded = next(items)
+            for r in todo[path]:
+                px = _pixels_of(decoded, r)
+                if px is None:
+                    failed.add(r.id)
+                    summary.unreadable.append(r.path if r.time_s is None else f"{r.path} at {r.time_s:g} s")
+                else:
+                    rows.append(r)
+                    pixels.append(px)
+        for b in range(0, len(rows), encoder.batch_size):
+            xb = encoder.encode_pixels(np.stack(pixels[b:b + encoder.batch_size]))
+            work.images.add(rows[b:b + encoder.batch_size], xb,
+                            ids=np.array([r.id for r in rows[b:b + encoder.batch_size]]))
+        summary.encoded += len(rows)
+        n += len(rows)
+        on_progress(len(work.images), len(active))
         checkpoint("reindex-commit")
     return n
+
+
+def _pixels_of(decoded, row: Row) -> np.ndarray | None:
+    """The model-ready pixels of `row` (a still image, or the video frame at its time) in a decoded file."""
+    if not isinstance(decoded, Decoded):
+        return None
+    for i, r in enumerate(decoded.rows):
+        if r.time_s == row.time_s or (r.time_s is not None and row.time_s is not None
+                                      and abs(r.time_s - row.time_s) < 1e-6):
+            return decoded.pixels[i]
+    return None
 
 
 def _catch_up_texts(index: Index, work: VectorSet, encoder: Encoder, summary: ReindexSummary) -> int:
