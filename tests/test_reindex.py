@@ -139,3 +139,26 @@ def test_abort_drops_the_pending_set(cli, tiny_model_b):
 
 def _shape_files(cli) -> list[Path]:
     return sorted(Path(r.path) for r in open_index(cli.index_dir).images.all_rows())
+
+
+def test_video_frames_are_re_encoded_from_their_file(tiny_model, tiny_model_b, tmp_path):
+    from clips import write_video
+    from clipsearch import add_paths, create_index
+    from clipsearch.vectorsets import reindex
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_video(photos / "clip.mp4", [("red", "circle", 3.0), ("blue", "star", 3.0)])
+    shapes.draw("green", "square", seed=1).save(photos / "square.png")
+    a = load_encoder(str(tiny_model.config), str(tiny_model.weights))
+    add_paths(create_index(tmp_path / "idx", a.identity), a, [str(photos)])
+    rows = open_index(tmp_path / "idx").images.all_rows()
+    frames = [r for r in rows if r.time_s is not None]
+    assert len(frames) >= 2
+    b = load_encoder(str(tiny_model_b.config), str(tiny_model_b.weights))
+    out = reindex(open_index(tmp_path / "idx", writable=True), b)
+    assert out.switched and out.encoded == len(rows) and out.unreadable == []
+    idx = open_index(tmp_path / "idx")
+    assert sorted((r.id, r.time_s) for r in idx.images.all_rows()) == sorted((r.id, r.time_s) for r in rows)
+    hits = idx.images.search(b.encode_texts(["a blue star"]), 1)[0]
+    assert hits[0].path.endswith("clip.mp4") and hits[0].time_s >= 2.0
