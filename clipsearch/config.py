@@ -17,7 +17,8 @@ PRESETS: dict[str, tuple[str, str]] = {
     # Multilingual: SigLIP 2's Gemma tokenizer (from the hub, or `clipsearch models import`) and
     # WebLI training cover many languages; clearly better retrieval than ViT-B-32.
     "siglip2-b16": ("ViT-B-16-SigLIP2-256", "webli"),
-    # Fast on a CPU: MobileCLIP2's reparameterised convolutional image tower.
+    # The light one, for CPUs: ViT-B-32's CPU cost here (its image tower reparameterised at load),
+    # 5 points more ImageNet zero-shot, half the parameters.
     "mobileclip2-s0": ("MobileCLIP2-S0", "dfndr2b"),
     # Strongest here: Meta's Perception Encoder, ViT-L/14 at 336 px (slow on a CPU).
     "pe-core-l14": ("PE-Core-L-14-336", "meta"),
