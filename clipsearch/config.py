@@ -64,6 +64,7 @@ class VideoSampling:
 
 INDEX_ENV = "CLIPSEARCH_INDEX"
 MODELS_ENV = "CLIPSEARCH_MODELS"
+CACHE_ENV = "CLIPSEARCH_CACHE"
 
 
 def default_index_dir() -> Path:
@@ -82,6 +83,15 @@ def default_models_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("clipsearch")) / "models"
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache (exported text towers); $CLIPSEARCH_CACHE overrides it."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("clipsearch"))
 
 
 @dataclass(frozen=True)
