@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import snapshot
 from .batch import Decoded, decode_file
 from .collection import Collection
 from .errors import InputError, LockedError
@@ -77,6 +78,7 @@ class VectorSet:
         for coll in [self.images, *(self.texts(n) for n in self.text_names())]:
             self._store.drop_table(coll.name)
             coll.ann_file.unlink(missing_ok=True)
+            (self.index.root / f"{coll.name}{snapshot.SUFFIX}").unlink(missing_ok=True)
 
 
 def reindex(index: Index, encoder: Encoder, *, keep: bool = False, max_pixels: int = 100_000_000,
