@@ -37,7 +37,7 @@ class Row:
     height: int
     hash: str = ""  # hex content hash; "" for rows of schema-1 indexes
     time_s: float | None = None  # a video frame's time in its video; None for a still image
-    meta: PhotoMeta | None = None  # None: not read (yet): rows of schema 1-4 indexes, moved files
+    meta: PhotoMeta | None = None  # None: not read (yet): rows of schema 1-5 indexes, moved files
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def image_schema(dim: int):
 
 
 def meta_fields():
-    """The photo metadata columns (schema 5), nullable: `taken` is the local wall-clock time."""
+    """The photo metadata columns (schema 6), nullable: `taken` is the local wall-clock time."""
     import pyarrow as pa
 
     types = {"taken": pa.timestamp("s"), "lat": pa.float64(), "lon": pa.float64()}
@@ -146,6 +146,11 @@ class Store:
     def create_table(self, name: str, schema):
         """The table `name`, created empty with `schema` when missing (writers only)."""
         return self._db.create_table(name, schema=schema, exist_ok=True)
+
+    def drop_table(self, name: str) -> None:
+        """Delete the table `name` if it exists (writers only)."""
+        if name in self.names():
+            self._db.drop_table(name)
 
     def names(self) -> list[str]:
         """Names of the tables in the store."""
@@ -310,8 +315,8 @@ class ImageTable(VectorTable):
 
     SNAPSHOT = ("id", "path", "path_raw", "width", "height", "time_s", *META_FIELDS)
 
-    def __init__(self, table, dim: int):
-        super().__init__(IMAGES, table, None)
+    def __init__(self, table, dim: int, name: str = IMAGES):
+        super().__init__(name, table, None)
         self._dim = dim
 
     def _new_schema(self):
@@ -335,7 +340,7 @@ class ImageTable(VectorTable):
         return [Hit(f[0], float(s), int(i), *f[1:]) for i, s in zip(ids, scores) if (f := found.get(int(i)))]
 
     def ids_without_meta(self) -> np.ndarray:
-        """Ids of rows whose metadata was never read (from before schema 5, or moved files)."""
+        """Ids of rows whose metadata was never read (from before schema 6, or moved files)."""
         if "taken_source" not in self.schema.names:
             return np.zeros(0, np.int64)
         return self._query("taken_source IS NULL", ["id"]).column("id").to_numpy().astype(np.int64)
@@ -369,7 +374,7 @@ class ImageTable(VectorTable):
         if missing:  # schema 1 -> 2 (hash, path_raw), 3 -> 4 (time_s)
             self._t.add_columns(missing)
         meta = [f for f in meta_fields() if f.name not in self._t.schema.names]
-        if meta:  # schema 4 -> 5: filled in from the files' headers by the next `index` (backfill.py)
+        if meta:  # schema 5 -> 6: filled in from the files' headers by the next `index` (backfill.py)
             self._t.add_columns(meta)
         self.schema = self._t.schema
         return bool(missing or meta)
