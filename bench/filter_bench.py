@@ -57,7 +57,7 @@ def build(root: Path, xb: np.ndarray, seconds: np.ndarray):
     with index.writing():
         images.table._create(index._store)
         for s in range(0, len(xb), step):
-            rows = [Row(i, f"/photos/{i // 1000}/{i}.jpg", 1, 0.0, 640, 480, "",
+            rows = [Row(i, f"/photos/{i // 1000}/{i}.jpg", 1, 0.0, 640, 480, "", meta=
                         PhotoMeta(taken=START + timedelta(seconds=int(seconds[i])), taken_source="exif", kind="photo"))
                     for i in range(s, min(s + step, len(xb)))]
             images.table._append(images.table._columns(rows), np.arange(s, s + len(rows)), xb[s:s + step])
