@@ -9,17 +9,29 @@ from clipsearch import AnnIndex, AnnSpec
 from clipsearch.ann_shards import (SHARDED_MIN, build_sharded, load_mmap, merge_ondisk, add_shard,
                                    sample_positions, scale_spec, train)
 
-SPEC = AnnSpec("ivfpq", 32, nlist=64, m=8, nbits=8, train_size=12_000, nprobe=8)
+SPEC = AnnSpec("ivfpq", 32, nlist=32, m=4, nbits=8, train_size=10_000, nprobe=4)
+N = 12_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """OpenMP's spinning threads crawl on a loaded 2-core machine; one thread is steady."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(50, 32))
-    xb = (centres[rng.integers(0, 50, 20_000)] + 0.3 * rng.normal(size=(20_000, 32))).astype(np.float32)
+    xb = (centres[rng.integers(0, 50, N)] + 0.3 * rng.normal(size=(N, 32))).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
-    ids = rng.permutation(100_000)[:20_000].astype(np.int64)  # ids from a table: sparse, unordered
-    xq = xb[rng.integers(0, 20_000, 50)] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
+    ids = rng.permutation(100_000)[:N].astype(np.int64)  # ids from a table: sparse, unordered
+    xq = xb[rng.integers(0, N, 50)] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
     return ids, xb, xq.astype(np.float32)
 
 
