@@ -92,6 +92,11 @@ class Index:
         self.manifest.roots = sorted(set(self.manifest.roots) | set(roots))
         mf.write(self.root, self.manifest)
 
+    def adopt_ann(self, ann: AnnIndex) -> None:
+        """Use `ann`, built elsewhere from the table's current rows (a sharded build); saved by `sync_ann`."""
+        self._require_writable()
+        self._ann = ann
+
     def sync_ann(self) -> str | None:
         """Save the ANN index for the table's current version (atomically, then the manifest).
 

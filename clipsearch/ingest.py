@@ -37,6 +37,10 @@ COMPACT_AT = 64
 ANN_SYNC_EVERY_S = 600.0
 
 Checkpoint = Callable[[str], None]
+#: How the files to encode (`Changes.todo`) become committed rows: `encode(index, work, summary,
+#: checkpoint)`, committing groups as `_commit` does. In this process by default; the indexer's
+#: Ray pipeline passes its own.
+Encode = Callable[[Index, Changes, "Summary", Checkpoint], None]
 
 
 @dataclass
@@ -75,13 +79,14 @@ class Summary:
 
 def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settings = Settings(), *,
               decode_map: DecodeMap = map, on_progress: Callable[[int, int], None] | None = None,
-              checkpoint: Checkpoint = lambda stage: None) -> Summary:
+              checkpoint: Checkpoint = lambda stage: None, encode: Encode | None = None) -> Summary:
     """Index the images under `roots` (new and changed files only) and bring the ANN index up to date.
 
     `decode_map(fn, paths)` is how files are decoded and hashed: the built-in `map` here, a guarded
     process pool in the indexer. `on_progress(done, total)` is called after each batch;
-    `checkpoint(stage)` after each commit (a hook for fault-injection tests). IndexDirError if
-    another process is writing to the index.
+    `checkpoint(stage)` after each commit (a hook for fault-injection tests); `encode` replaces the
+    in-process decode-encode-commit loop (see `Encode`). IndexDirError if another process is
+    writing to the index.
     """
     start = time.perf_counter()
     index.check_model(encoder.identity)
@@ -95,9 +100,12 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
                           skipped_dirs=found.skipped)
         summary.removed = _relink(index, work, checkpoint)
-        decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
-        _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
-                on_progress, checkpoint)
+        if encode is None:
+            decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
+            _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
+                    on_progress, checkpoint)
+        else:
+            encode(index, work, summary, checkpoint)
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")
@@ -183,23 +191,31 @@ def _hand_over(writer: Executor, last: Future | None, fn: Callable, *args) -> Fu
 
 
 def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
-    """One group: new rows in, failure records replaced, then the rows they supersede out."""
-    if not pending.rows and not pending.failures:
-        return
-    index.add(pending.rows, pending.vectors)
-    checkpoint("added")
-    if pending.failures:
-        work.failures |= {f.path: f for f in pending.failures}
-        index.failures.replace(list(work.failures.values()))
-        checkpoint("failures")
-    paths = [r.path for r in pending.rows] + [f.path for f in pending.failures]
-    index.remove([work.replaced[p] for p in paths if p in work.replaced])
-    checkpoint("removed")
-    summary.changed += sum(r.path in work.replaced for r in pending.rows)
-    summary.new += sum(r.path not in work.replaced for r in pending.rows)
-    summary.failed += pending.failures
+    rows, xb = pending.rows, pending.vectors
+    commit_group(index, lambda: index.add(rows, xb), [r.path for r in rows], pending.failures, work,
+                 summary, checkpoint)
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]
+
+
+def commit_group(index: Index, add_rows: Callable[[], None], added: list[str], failures: list[Failure],
+                 work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
+    """One group: new rows in (`add_rows`, one commit; `added` their paths), failure records
+    replaced, then the rows they supersede out. Every cut between these steps is safe."""
+    if not added and not failures:
+        return
+    add_rows()
+    checkpoint("added")
+    if failures:
+        work.failures |= {f.path: f for f in failures}
+        index.failures.replace(list(work.failures.values()))
+        checkpoint("failures")
+    paths = added + [f.path for f in failures]
+    index.remove([work.replaced[p] for p in paths if p in work.replaced])
+    checkpoint("removed")
+    summary.changed += sum(p in work.replaced for p in added)
+    summary.new += sum(p not in work.replaced for p in added)
+    summary.failed += failures
 
 
 def _extend(pending: Batch, batch: Batch) -> None:

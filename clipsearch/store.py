@@ -131,17 +131,22 @@ class ImageTable:
 
     def add(self, rows: list[Row], xb: np.ndarray) -> None:
         """Append rows with their (N, D) float32 vectors in one commit."""
-        import pyarrow as pa
+        if rows:
+            self._t.add(arrow_rows(rows, xb, self._t.schema))
 
-        if not rows:
-            return
-        cols = _path_columns([r.path for r in rows])
-        cols |= {name: [getattr(r, name) for r in rows] for name in _META if name not in ("path", "hash")}
-        cols["hash"] = [r.hash or None for r in rows]
-        cols = {c: v for c, v in cols.items() if c in self._t.schema.names}  # a schema-1 table: fewer
-        flat = pa.array(np.ascontiguousarray(xb, np.float32).ravel())
-        cols["vector"] = pa.FixedSizeListArray.from_arrays(flat, xb.shape[1])
-        self._t.add(pa.table(cols, schema=self._t.schema))
+    def lance_target(self) -> tuple[str, object, str]:
+        """(uri, Arrow schema, data storage version) of the Lance dataset: what writers of its
+        fragments elsewhere (lance.fragment.write_fragments) need."""
+        ds = self._t.to_lance()
+        return ds.uri, ds.schema, ds.data_storage_version
+
+    def append_fragments(self, fragments: list) -> None:
+        """Commit Lance fragments written elsewhere (lance.fragment.write_fragments): one atomic append."""
+        import lance
+
+        if fragments:
+            lance.LanceDataset.commit(self._t.to_lance().uri, lance.LanceOperation.Append(fragments), read_version=self.version)
+        self.refresh()
 
     def delete_ids(self, ids) -> None:
         if len(ids):
@@ -193,6 +198,19 @@ class ImageTable:
         if where:
             q = q.where(where)
         return q.limit(None).to_arrow()
+
+
+def arrow_rows(rows: list[Row], xb: np.ndarray, schema):
+    """Rows with their (N, D) float32 vectors as an Arrow table of `schema` (a schema-1 table: fewer columns)."""
+    import pyarrow as pa
+
+    cols = _path_columns([r.path for r in rows])
+    cols |= {name: [getattr(r, name) for r in rows] for name in _META if name not in ("path", "hash")}
+    cols["hash"] = [r.hash or None for r in rows]
+    cols = {c: v for c, v in cols.items() if c in schema.names}
+    flat = pa.array(np.ascontiguousarray(xb, np.float32).ravel())
+    cols["vector"] = pa.FixedSizeListArray.from_arrays(flat, xb.shape[1])
+    return pa.table(cols, schema=schema)
 
 
 class FailureTable:

@@ -13,12 +13,12 @@ from ..errors import InputError
 from . import main
 from .maintenance import print_failures
 from .matches import QUERY_GRAMMAR, print_matches
-from .options import (device_option, index_option, index_root, json_option, load_model, model_option,
-                      pretrained_option)
+from .options import (device_option, index_option, index_root, json_option, load_model, model_loader,
+                      model_option, pretrained_option)
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @index_option
 @model_option
 @pretrained_option
@@ -31,22 +31,31 @@ from .options import (device_option, index_option, index_root, json_option, load
 @click.option("--fast-encoder", is_flag=True, default=None,
               help="CPU: bf16 or int8 image tower, ~2x faster, embeddings within cosine 0.999 of fp32.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Decode and encode on a Ray cluster (--ray-address, else $RAY_ADDRESS, else a local one).")
+@click.option("--ray-address", default=None, metavar="ADDR", help="The Ray cluster for --ray (implies it).")
 @json_option
 def index(paths, index_dir, model, pretrained, device, batch_size, workers, file_timeout, commit_every,
-          fast_encoder, quiet, as_json):
-    """Index the images in PATHS (folders are walked recursively)."""
+          fast_encoder, quiet, on_ray, ray_address, as_json):
+    """Index the images in PATHS (folders are walked recursively; file:// URIs too)."""
     from .. import create_index
-    from ..files import check_roots
+    from ..files import check_roots, local_paths
     from .. import indexer
 
+    paths = local_paths(paths)
     check_roots(paths)  # before the (slow) model load
     root = index_root(index_dir)
     _refuse_index_inside(root, paths)
     settings = Settings().with_(batch_size=batch_size, workers=workers, device=device,
                                 file_timeout_s=file_timeout, commit_every=commit_every, fast_encoder=fast_encoder)
-    encoder = load_model(root, model, pretrained, settings)  # by default the index's own model
+    make_encoder = model_loader(root, model, pretrained, settings)  # by default the index's own model
+    encoder = make_encoder()
     idx = create_index(root, encoder.identity)
-    summary = indexer.run(idx, encoder, [str(p) for p in paths], settings, progress=not quiet and not as_json)
+    roots, progress = [str(p) for p in paths], not quiet and not as_json
+    if on_ray or ray_address:
+        summary = indexer.run_on_ray(idx, encoder, make_encoder, roots, settings, ray_address, progress)
+    else:
+        summary = indexer.run(idx, encoder, roots, settings, progress=progress)
     _print_summary(summary, idx, as_json)
 
 

@@ -1,0 +1,218 @@
+"""`clipsearch index --ray`: today's indexing job with its decoding and encoding on a Ray cluster.
+
+The driver does what `clipsearch.add_paths` does (scan, plan the changes, relink, compact, ANN,
+roots) under the index's write lock; only the encoding of `Changes.todo` runs on Ray Data:
+
+    files (driver: chunk, id) -> decode actors (CPU; the guarded, time-limited pool of
+    clipsearch.pool around batch.decode_file) -> encode actors (one GPU each, else CPU;
+    batch.embed_decoded) -> write tasks (store.arrow_rows -> lance.fragment.write_fragments)
+    -> driver: once every file of a chunk is back, its fragments in one Lance commit
+       (ingest.commit_group: rows in, failures recorded, superseded rows out)
+
+Exactly once: ids are given out per chunk before any work starts; a chunk's rows become visible in
+one commit, so a driver killed anywhere leaves whole chunks, which the next run's plan sees as
+unchanged files. A retried task (a worker or node lost) writes its fragments again and returns
+the new ones; the lost attempt's files are never committed. Fragments written by a killed run are
+orphans on disk, never rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+import pickle
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from clipsearch import Encoder, Index, Settings, Summary, add_paths
+from clipsearch.batch import Batch, Decoded, decode_file, embed_decoded
+from clipsearch.changes import Changes
+from clipsearch.ingest import Checkpoint, commit_group
+from clipsearch.pool import decoding_pool, guarded_map
+from clipsearch.store import Failure, arrow_rows
+
+from . import ray_ann
+
+#: Files per decode call: enough to amortise a Ray call, few enough to spread over the actors.
+DECODE_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where and how wide to run: `address` None means $RAY_ADDRESS, else a local cluster for the run."""
+
+    address: str | None = None
+    encoders: int = 0  # encode actors; 0: one per GPU, else one
+    decoders: int = 0  # decode actors (one process each); 0: the cluster's CPUs less the encoders'
+
+
+def run(index: Index, encoder: Encoder, make_encoder: Callable[[], Encoder], roots: list[str],
+        settings: Settings = Settings(), cluster: Cluster = Cluster(), *,
+        on_progress: Callable[[int, int], None] | None = None,
+        checkpoint: Checkpoint = lambda stage: None) -> Summary:
+    """Index `roots` into `index` on Ray. `encoder` (in this process) gives the identity and
+    preprocessing; `make_encoder()` (picklable) loads the same model in each encode actor."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        with warnings.catch_warnings():  # Ray starts its processes with fork+exec: nothing of lancedb's runs
+            warnings.filterwarnings("ignore", message="lancedb fork support")
+            ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:
+        encode = functools.partial(_encode, encoder=encoder, make_encoder=make_encoder, settings=settings,
+                                   cluster=cluster, on_progress=on_progress)
+        return add_paths(index, encoder, roots, settings, checkpoint=checkpoint, encode=encode)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoint, *, encoder: Encoder,
+            make_encoder, settings: Settings, cluster: Cluster, on_progress) -> None:
+    """`ingest.Encode` on Ray: every file of `work.todo` encoded and committed in chunks, then the ANN."""
+    first_id = index.images.max_id() + 1
+    chunks = _chunks(work.todo, settings.commit_every, first_id)
+    if chunks:
+        ds = _dataset(chunks, index, encoder, make_encoder, settings, cluster)
+        _commit_as_they_finish(index, ds, chunks, work, summary, checkpoint, on_progress)
+    ray_ann.refresh(index, first_id)
+
+
+@dataclass
+class _Chunk:
+    paths: list[str]
+    ids: np.ndarray  # the ids its rows get (files that fail leave a gap)
+    files: int = 0  # files back from the pipeline
+    fragments: list = None
+    failures: list = None
+
+
+def _chunks(todo: list[str], size: int, first_id: int) -> list[_Chunk]:
+    return [_Chunk(todo[s:s + size], np.arange(first_id + s, first_id + min(s + size, len(todo))), 0, [], [])
+            for s in range(0, len(todo), size)]
+
+
+def _dataset(chunks: list[_Chunk], index: Index, encoder: Encoder, make_encoder, settings: Settings,
+             cluster: Cluster):
+    """The Ray Data pipeline: one row per file in, one row per (write task, chunk) out."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    encoders = cluster.encoders or max(1, gpus)
+    decoders = cluster.decoders or settings.workers or max(1, cpus - (0 if gpus else encoders))
+    items = [{"chunk": c, "id": int(i), "path": os.fsencode(p)}
+             for c, ch in enumerate(chunks) for p, i in zip(ch.paths, ch.ids)]
+    return (ray.data.from_items(items, override_num_blocks=max(1, len(items) // DECODE_BATCH))
+            .map_batches(_Decoder, batch_size=DECODE_BATCH, compute=ActorPoolStrategy(size=decoders), num_cpus=1,
+                         fn_constructor_args=(encoder.preprocess, settings.max_pixels, settings.file_timeout_s))
+            .map_batches(_Embedder, batch_size=encoder.batch_size, compute=ActorPoolStrategy(size=encoders),
+                         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+                         fn_constructor_args=(make_encoder,))
+            .map_batches(_write, batch_size=max(1, 1024 // encoder.batch_size), num_cpus=0.25,
+                         fn_args=index.images.lance_target()))
+
+
+def _commit_as_they_finish(index: Index, ds, chunks: list[_Chunk], work: Changes, summary: Summary,
+                           checkpoint: Checkpoint, on_progress) -> None:
+    """Collect the written fragments; commit each chunk once all its files are back (any order)."""
+    done, total = 0, sum(len(c.paths) for c in chunks)
+    for out in ds.iter_rows():
+        chunk = chunks[out["chunk"]]
+        chunk.files += out["files"]
+        chunk.fragments += pickle.loads(out["fragments"])
+        chunk.failures += pickle.loads(out["failures"])
+        checkpoint("written")
+        if chunk.files < len(chunk.paths):
+            continue
+        failed = {f.path for f in chunk.failures}
+        added = [p for p in chunk.paths if p not in failed]
+        commit_group(index, functools.partial(index.images.append_fragments, chunk.fragments), added,
+                     chunk.failures, work, summary, checkpoint)
+        done += len(chunk.paths)
+        if on_progress:
+            on_progress(done, total)
+
+
+class _Decoder:
+    """A decode actor: files decoded in its own guarded process, each within the time limit."""
+
+    def __init__(self, preprocess, max_pixels: int, timeout: float):
+        self._pool_cm = decoding_pool(1)
+        self._pool = self._pool_cm.__enter__()
+        self._decode = functools.partial(decode_file, preprocess=preprocess, max_pixels=max_pixels)
+        self._timeout = timeout
+
+    def __call__(self, batch: dict) -> dict:
+        paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
+        items = guarded_map(self._pool, self._decode, paths, len(paths), self._timeout)
+        return {"chunk": batch["chunk"], "id": batch["id"],
+                "item": np.array([pickle.dumps(d) for d in items], dtype=object)}
+
+    def __del__(self):
+        self._pool_cm.__exit__(None, None, None)
+
+
+class _Embedder:
+    """An encode actor: one model, on the actor's GPU when it has one."""
+
+    def __init__(self, make_encoder):
+        self._encoder = make_encoder()
+
+    def __call__(self, batch: dict) -> dict:
+        items = [_with_id(pickle.loads(b), int(i)) for b, i in zip(batch["item"], batch["id"])]
+        chunk_of = {_key(d): int(c) for d, c in zip(items, batch["chunk"])}
+        out = embed_decoded(items, self._encoder)
+        per_chunk: dict[int, Batch] = defaultdict(lambda: Batch([], [], []))
+        for row, v in zip(out.rows, out.vectors):
+            b = per_chunk[chunk_of[("row", row.id)]]
+            b.rows.append(row)
+            b.vectors.append(v)
+        for f in out.failures:
+            per_chunk[chunk_of[("failure", f.path)]].failures.append(f)
+        chunks = sorted(per_chunk)
+        return {"chunk": np.array(chunks, np.int64),
+                "batch": np.array([pickle.dumps(per_chunk[c]) for c in chunks], dtype=object)}
+
+
+def _with_id(item: Decoded | Failure, id: int) -> Decoded | Failure:
+    return Decoded(replace(item.row, id=id), item.pixels) if isinstance(item, Decoded) else item
+
+
+def _key(item: Decoded | Failure) -> tuple:
+    return ("row", item.row.id) if isinstance(item, Decoded) else ("failure", item.path)
+
+
+def _write(batch: dict, uri: str, schema, storage_version: str) -> dict:
+    """Rows -> Lance fragments (written, not committed), one set per chunk in this batch."""
+    from lance.fragment import write_fragments
+
+    merged: dict[int, Batch] = defaultdict(lambda: Batch([], [], []))
+    for c, blob in zip(batch["chunk"], batch["batch"]):
+        b = pickle.loads(blob)
+        merged[int(c)].rows.extend(b.rows)
+        merged[int(c)].vectors.extend(b.vectors)
+        merged[int(c)].failures.extend(b.failures)
+    out = {"chunk": [], "files": [], "fragments": [], "failures": []}
+    for c, b in sorted(merged.items()):
+        frags = []
+        if b.rows:
+            table = arrow_rows(b.rows, np.stack(b.vectors), schema)
+            frags = write_fragments(table, uri, schema=schema, data_storage_version=storage_version)
+        out["chunk"].append(c)
+        out["files"].append(len(b.rows) + len(b.failures))
+        out["fragments"].append(pickle.dumps(frags))
+        out["failures"].append(pickle.dumps(b.failures))
+    return {"chunk": np.array(out["chunk"], np.int64), "files": np.array(out["files"], np.int64),
+            "fragments": np.array(out["fragments"], dtype=object),
+            "failures": np.array(out["failures"], dtype=object)}

@@ -1,0 +1,139 @@
+"""`clipsearch index --ray` on a local three-node Ray cluster against the single-machine `index`.
+
+One folder of shape images plus every kind of broken file (corpus.py). The Ray index must equal
+the single-machine one (same paths, vectors within cosine 0.9999, same failures), also when a
+worker node is removed mid-run and when the driver is killed between and inside chunks and run
+again (then also: no duplicates, and no committed row encoded twice).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import corpus
+import shapes
+from clipsearch import Settings, load_encoder, open_index
+from clipsearch.cli import main
+from clipsearch.indexer.pipeline import FAILPOINT_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+CHUNK = 32  # files per chunk (= per commit): ~6 chunks
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray-photos")
+    shapes.write_folder(root / "shapes", n_per_label=6, size=64)
+    corpus.write_corpus(root / "odd")
+    yield root
+    corpus.unlock(root / "odd")
+
+
+def _model_args(tiny_model) -> list[str]:
+    return ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights)]
+
+
+def _index(tiny_model, photos: Path, index_dir: Path, *extra: str):
+    args = ["index", str(photos), "--index", str(index_dir), "--commit-every", str(CHUNK), "--quiet",
+            *_model_args(tiny_model), *extra]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model, photos, tmp_path_factory) -> dict:
+    """What the single-machine `clipsearch index` makes of `photos`."""
+    idx = tmp_path_factory.mktemp("ray-reference") / "index"
+    _index(tiny_model, photos, idx, "--workers", "1")
+    return _contents(idx)
+
+
+def _contents(index_dir: Path) -> dict:
+    """path -> unit vector, and path -> failure reason, of an index (asserting it has no duplicates)."""
+    index = open_index(index_dir)
+    rows = index.images.all_rows()
+    ids, xb = index.images.vectors()
+    vec = dict(zip(ids.tolist(), xb))
+    assert len({r.path for r in rows}) == len(rows), "duplicate rows"
+    assert len(index.ann()) == len(rows)
+    return {"vectors": {r.path: vec[r.id] for r in rows}, "ids": {r.path: r.id for r in rows},
+            "failed": {f.path: f.reason for f in index.failures.all()}}
+
+
+def _assert_same(got: dict, want: dict) -> None:
+    assert sorted(got["vectors"]) == sorted(want["vectors"])
+    cos = [float(got["vectors"][p] @ want["vectors"][p]) for p in want["vectors"]]
+    assert min(cos) >= 0.9999
+    assert got["failed"] == want["failed"]
+
+
+def test_ray_index_equals_single_machine_index(tiny_model, photos, reference, ray_cluster, tmp_path):
+    _index(tiny_model, f"file://{photos}", tmp_path / "index", "--ray-address", ray_cluster.address)
+    got = _contents(tmp_path / "index")
+    _assert_same(got, reference)
+    assert len(got["vectors"]) > 150 and len(got["failed"]) >= 10  # the corpus did its job
+    query = CliRunner().invoke(main, ["query", "a red circle", "--index", str(tmp_path / "index"),
+                                      *_model_args(tiny_model)])
+    assert query.exit_code == 0 and "red_circle" in query.output.splitlines()[0], query.output
+
+
+def test_worker_node_removed_mid_run_changes_nothing(tiny_model, photos, reference, ray_cluster, tmp_path):
+    from clipsearch import create_index
+    from clipsearch.indexer.ray_pipeline import Cluster, run
+
+    make_encoder = lambda: load_encoder(str(tiny_model.config), str(tiny_model.weights))  # noqa: E731
+    encoder = make_encoder()
+    removed = []
+
+    def remove_a_worker(stage: str) -> None:
+        if stage == "written" and not removed:  # the first chunk is under way, the others queued
+            removed.append(ray_cluster.worker_nodes and next(iter(ray_cluster.worker_nodes)))
+            ray_cluster.remove_node(removed[0])
+
+    try:
+        run(create_index(tmp_path / "index", encoder.identity), encoder, make_encoder, [str(photos)],
+            Settings(commit_every=CHUNK), Cluster(ray_cluster.address), checkpoint=remove_a_worker)
+    finally:
+        if removed:
+            ray_cluster.add_node(num_cpus=2, object_store_memory=150 * 1024 * 1024)
+            ray_cluster.wait_for_nodes()
+    assert removed
+    _assert_same(_contents(tmp_path / "index"), reference)
+
+
+def _killed_run(tiny_model, photos: Path, index_dir: Path, address: str, failpoint: str | None):
+    env = os.environ | {"PYTHONPATH": str(ROOT), FAILPOINT_ENV: failpoint or ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "clipsearch.cli", "index", str(photos), "--index", str(index_dir),
+         "--commit-every", str(CHUNK), "--quiet", "--ray-address", address, *_model_args(tiny_model)],
+        capture_output=True, text=True, errors="replace", env=env, timeout=600)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode
+
+
+def test_driver_killed_between_and_inside_chunks_then_rerun(tiny_model, photos, reference, ray_cluster,
+                                                             tmp_path):
+    idx = tmp_path / "index"
+    # inside chunk 3 (two committed, fragments of the third written), then between chunks 4 and 5
+    seen: dict[str, int] = {}
+    for failpoint in ("written:5", "added:2"):
+        assert _killed_run(tiny_model, photos, idx, ray_cluster.address, failpoint) == -signal.SIGKILL
+        now = _contents(idx)["ids"]
+        assert now, "nothing was committed before the kill"
+        for path, id_ in seen.items():
+            assert now.get(path) == id_, f"{path} was encoded again (or lost)"
+        seen |= now
+        assert len(now) < len(reference["vectors"])  # killed part way
+    assert _killed_run(tiny_model, photos, idx, ray_cluster.address, None) == 0
+    final = _contents(idx)
+    assert all(final["ids"][p] == i for p, i in seen.items()), "a committed row was encoded again"
+    _assert_same(final, reference)
