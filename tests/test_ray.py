@@ -8,6 +8,7 @@ again (then also: no duplicates, and no committed row encoded twice).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -25,13 +26,13 @@ from clipsearch.cli import main
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-CHUNK = 32  # files per chunk (= per commit): ~6 chunks
+CHUNK = 24  # files per chunk (= per commit): 5 chunks of 118 files
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray-photos")
-    shapes.write_folder(root / "shapes", n_per_label=6, size=64)
+    shapes.write_folder(root / "shapes", n_per_label=4, size=64)
     corpus.write_corpus(root / "odd")
     yield root
     corpus.unlock(root / "odd")
@@ -80,7 +81,7 @@ def test_ray_index_equals_single_machine_index(tiny_model, photos, reference, ra
     _index(tiny_model, f"file://{photos}", tmp_path / "index", "--ray-address", ray_cluster.address)
     got = _contents(tmp_path / "index")
     _assert_same(got, reference)
-    assert len(got["vectors"]) > 150 and len(got["failed"]) >= 10  # the corpus did its job
+    assert len(got["vectors"]) > 100 and len(got["failed"]) >= 10  # the corpus did its job
     query = CliRunner().invoke(main, ["query", "a red circle", "--index", str(tmp_path / "index"),
                                       *_model_args(tiny_model)])
     assert query.exit_code == 0 and "red_circle" in query.output.splitlines()[0], query.output
@@ -90,7 +91,7 @@ def test_worker_node_removed_mid_run_changes_nothing(tiny_model, photos, referen
     from clipsearch import create_index
     from clipsearch.indexer.ray_pipeline import Cluster, run
 
-    make_encoder = lambda: load_encoder(str(tiny_model.config), str(tiny_model.weights))  # noqa: E731
+    make_encoder = functools.partial(load_encoder, str(tiny_model.config), str(tiny_model.weights))
     encoder = make_encoder()
     removed = []
 
@@ -123,9 +124,10 @@ def _killed_run(tiny_model, photos: Path, index_dir: Path, address: str, failpoi
 def test_driver_killed_between_and_inside_chunks_then_rerun(tiny_model, photos, reference, ray_cluster,
                                                              tmp_path):
     idx = tmp_path / "index"
-    # inside chunk 3 (two committed, fragments of the third written), then between chunks 4 and 5
+    # between chunks (the second's rows committed, its failures not yet), then, on the re-run, inside
+    # one (the third batch of fragments written, not committed; at most 3 of its 3 chunks done)
     seen: dict[str, int] = {}
-    for failpoint in ("written:5", "added:2"):
+    for failpoint in ("added:2", "written:3"):
         assert _killed_run(tiny_model, photos, idx, ray_cluster.address, failpoint) == -signal.SIGKILL
         now = _contents(idx)["ids"]
         assert now, "nothing was committed before the kill"
