@@ -63,8 +63,8 @@ def run(index: Index, encoder: Encoder, make_encoder: Callable[[], Encoder], roo
     if started:
         with warnings.catch_warnings():  # Ray starts its processes with fork+exec: nothing of lancedb's runs
             warnings.filterwarnings("ignore", message="lancedb fork support")
-            ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+            ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR",
+                     **_local_only(cluster.address))
     try:
         encode = functools.partial(_encode, encoder=encoder, make_encoder=make_encoder, settings=settings,
                                    cluster=cluster, on_progress=on_progress)
@@ -72,6 +72,14 @@ def run(index: Index, encoder: Encoder, make_encoder: Callable[[], Encoder], roo
     finally:
         if started:
             ray.shutdown()
+
+
+def _local_only(address: str | None) -> dict:
+    """Options for a cluster started for this run only (a dashboard costs seconds and a core)."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return {}
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return {"include_dashboard": False}
 
 
 def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoint, *, encoder: Encoder,
@@ -107,6 +115,7 @@ def _dataset(chunks: list[_Chunk], index: Index, encoder: Encoder, make_encoder,
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its own progress lines; ours is the bar
     gpus = int(ray.cluster_resources().get("GPU", 0))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     encoders = cluster.encoders or max(1, gpus)
