@@ -12,8 +12,9 @@ import streamlit as st
 
 # Absolute imports: Streamlit runs this file as a script, outside its package (installed as clipsearch.app).
 from clipsearch import Settings, default_index_dir
+from clipsearch.algebra import IMAGE
 from clipsearch.app import resources, views
-from clipsearch.app.query import Query, like_query, upload_query
+from clipsearch.app.query import Query, like_query, typed_query, upload_query
 
 TEXT, UPLOAD, LIKE = "text", "upload", "like"  # where the current query comes from
 
@@ -33,7 +34,7 @@ def current_query(res: resources.Resources, settings: Settings) -> Query | None:
     if mode == LIKE and "like" in state:
         return like_query(*state.like, res)
     text = (state.get("text") or "").strip()
-    return Query(f"Images matching “{text}”", text=text) if text else None
+    return typed_query(text, res) if text else None
 
 
 def _set_mode(mode: str) -> None:
@@ -60,10 +61,13 @@ def sidebar(res: resources.Resources, settings: Settings) -> int:
 
 
 def results(query: Query, res: resources.Resources, k: int) -> None:
-    hits = res.searcher.by_text(query.text, k) if query.text else res.searcher.by_vector(query.vector, k)
-    shown = [h for h in hits if h.path in res.roots]
-    if len(shown) < len(hits):
-        st.warning(f"{len(hits) - len(shown)} results are outside the indexed folders and are not shown")
+    if query.terms is not None:
+        found = res.matcher.search([query.terms], k)[0]
+    else:
+        found = res.matcher.search_vectors(query.vector[None, :], [IMAGE], k)[0]
+    shown = [m for m in found if m.hit.path in res.roots]
+    if len(shown) < len(found):
+        st.warning(f"{len(found) - len(shown)} results are outside the indexed folders and are not shown")
     if not shown:
         st.info("no results: try other words, or another image")
     views.grid(shown, res, _on_like)

@@ -25,8 +25,6 @@ from .config import IMAGE_SUFFIXES, Settings
 from .errors import InputError
 from .files import Scan, display_path, scan, under
 from .index import Index
-from .lock import WriteLock
-from .manifest import SCHEMA_VERSION
 from .model import Encoder
 from .pool import DecodeMap
 from .store import Failure
@@ -38,7 +36,7 @@ ANN_SYNC_EVERY_S = 600.0
 
 Checkpoint = Callable[[str], None]
 #: How the files to encode (`Changes.todo`) become committed rows: `encode(index, work, summary,
-#: checkpoint)`, committing groups as `_commit` does. In this process by default; the indexer's
+#: checkpoint)`, committing groups with `commit_group`. In this process by default; the indexer's
 #: Ray pipeline passes its own.
 Encode = Callable[[Index, Changes, "Summary", Checkpoint], None]
 
@@ -92,10 +90,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
     index.check_model(encoder.identity)
     found = scan(roots)
     resolved = [str(os.path.realpath(r)) for r in roots]
-    with WriteLock(index.root):
-        index.reload()
-        if index.images.upgrade() or index.manifest.schema_version < SCHEMA_VERSION:
-            index.manifest.schema_version = SCHEMA_VERSION  # written with the roots at the end
+    with index.writing():  # upgrades an index of an older schema first
         work = _plan(index, found, resolved, functools.partial(decode_map, hash_file))
         summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
                           skipped_dirs=found.skipped)
@@ -109,9 +104,9 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")
-        index.sync_ann()
+        index.images.sync()
         index.add_roots(resolved)
-        summary.notes = list(index.notes)
+        summary.notes = list(index.images.notes)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -123,19 +118,19 @@ def remove_paths(index: Index, paths: list[str]) -> int:
     """
     targets = sorted({t for p in paths for t in (os.path.abspath(os.path.expanduser(p)),
                                                   os.path.realpath(os.path.expanduser(p)))})
-    with WriteLock(index.root):
-        index.reload()
+    with index.writing():
         ids = [r.id for r in index.images.all_rows() if under(r.path, targets)]
         failures = index.failures.all()
         kept = [f for f in failures if not under(f.path, targets)]
         if not ids and len(kept) == len(failures):
             raise InputError(f"nothing in the index is at or under {', '.join(map(display_path, paths))}: "
                              "`clipsearch info` lists the indexed folders")
-        index.remove(ids)
+        index.images.remove(ids)
         if len(kept) < len(failures):
             index.failures.replace(kept)
         index.manifest.roots = [r for r in index.manifest.roots if not under(r, targets)]
-        index.sync_ann()  # writes the manifest too
+        index.images.sync()
+        index.write_manifest()
     return len(ids)
 
 
@@ -150,9 +145,9 @@ def _plan(index: Index, found: Scan, roots: list[str], hash_many) -> Changes:
 def _relink(index: Index, work: Changes, checkpoint: Checkpoint) -> int:
     """Moved and touched files under their new metadata, then gone and stale rows out; how many went."""
     if work.relinked:
-        index.add(work.relinked, index.images.vectors_of(np.asarray(work.relinked_from, np.int64)))
+        index.images.add(work.relinked, index.images.vectors_of(np.asarray(work.relinked_from, np.int64)))
         checkpoint("relinked")
-    index.remove(work.relinked_from + work.gone + work.stale)
+    index.images.remove(work.relinked_from + work.gone + work.stale)
     if work.failures_dropped:
         index.failures.replace(list(work.failures.values()))  # without retried and gone files
     checkpoint("cleaned")
@@ -176,7 +171,7 @@ def _encode(index: Index, encoder: Encoder, work: Changes, summary: Summary, dec
                 write = _hand_over(writer, write, _commit, index, pending, work, summary, checkpoint)
                 pending = Batch([], pending.vectors[:0], [])
             if time.monotonic() - last_sync > ANN_SYNC_EVERY_S:
-                write = _hand_over(writer, write, index.sync_ann)
+                write = _hand_over(writer, write, index.images.sync)
                 last_sync = time.monotonic()
             if on_progress:
                 on_progress(done, len(work.todo))
@@ -192,7 +187,7 @@ def _hand_over(writer: Executor, last: Future | None, fn: Callable, *args) -> Fu
 
 def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
     rows, xb = pending.rows, pending.vectors
-    commit_group(index, lambda: index.add(rows, xb), [r.path for r in rows], pending.failures, work,
+    commit_group(index, lambda: index.images.add(rows, xb), [r.path for r in rows], pending.failures, work,
                  summary, checkpoint)
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]
@@ -211,7 +206,7 @@ def commit_group(index: Index, add_rows: Callable[[], None], added: list[str], f
         index.failures.replace(list(work.failures.values()))
         checkpoint("failures")
     paths = added + [f.path for f in failures]
-    index.remove([work.replaced[p] for p in paths if p in work.replaced])
+    index.images.remove([work.replaced[p] for p in paths if p in work.replaced])
     checkpoint("removed")
     summary.changed += sum(p in work.replaced for p in added)
     summary.new += sum(p not in work.replaced for p in added)

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipsearch import AnnIndex, Index
+from clipsearch import AnnIndex
+from clipsearch.collection import Collection
 from clipsearch.ann_shards import SHARDED_MIN, add_shard, merge, sample_positions, scale_spec, train
 
 #: Vectors per shard task: ~200 MB of 512-d float32 read and ~5 MB of PQ codes sent back.
 SHARD_ROWS = 100_000
 
 
-def refresh(index: Index, first_id: int) -> None:
-    """Bring the index's ANN up to its table after rows with ids >= `first_id` were committed."""
-    ann, n = index.ann(), len(index.images)
-    if n >= SHARDED_MIN and ann.needs_rebuild(n):
-        index.adopt_ann(build(index.images.lance_target()[0], index.identity.dim))
-        return
-    ids, xb = _vectors(index.images.lance_target()[0], f"id >= {first_id}")
-    ann.add(xb, ids)  # Index.sync_ann rebuilds in this process when the collection outgrew it
+def refresh(images: Collection) -> None:
+    """After rows were committed as fragments: a sharded rebuild when they are many (at least
+    SHARDED_MIN in all, and a quarter of the table), else they join the ANN index as it is (read
+    back from the table by the collection; its `sync` rebuilds in this process if it outgrew it)."""
+    n = len(images)
+    if n >= SHARDED_MIN and images.ann_pending >= n // 4:
+        images.adopt_ann(build(images.lance_target()[0], images.dim))
 
 
 def build(uri: str, dim: int, spec=None) -> AnnIndex:
@@ -62,13 +62,6 @@ def _add_fragments(trained: np.ndarray, uri: str, fragment_ids: list[int]) -> np
         return ids, np.concatenate([_matrix(p) for p in parts])
 
     return add_shard(trained, shard)
-
-
-def _vectors(uri: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    import lance
-
-    t = lance.dataset(uri).to_table(columns=["id", "vector"], filter=where)
-    return t.column("id").to_numpy().astype(np.int64), _matrix(t)
 
 
 def _matrix(t) -> np.ndarray:

@@ -34,7 +34,7 @@ from clipsearch.batch import Batch, Decoded, decode_file, embed_decoded
 from clipsearch.changes import Changes
 from clipsearch.ingest import Checkpoint, commit_group
 from clipsearch.pool import decoding_pool, guarded_map
-from clipsearch.store import Failure, arrow_rows
+from clipsearch.store import Failure, ImageTable
 
 from . import ray_ann
 
@@ -85,12 +85,11 @@ def _local_only(address: str | None) -> dict:
 def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoint, *, encoder: Encoder,
             make_encoder, settings: Settings, cluster: Cluster, on_progress) -> None:
     """`ingest.Encode` on Ray: every file of `work.todo` encoded and committed in chunks, then the ANN."""
-    first_id = index.images.max_id() + 1
-    chunks = _chunks(work.todo, settings.commit_every, first_id)
+    chunks = _chunks(work.todo, settings.commit_every, index.images.reserve_ids(len(work.todo)))
     if chunks:
         ds = _dataset(chunks, index, encoder, make_encoder, settings, cluster)
         _commit_as_they_finish(index, ds, chunks, work, summary, checkpoint, on_progress)
-    ray_ann.refresh(index, first_id)
+    ray_ann.refresh(index.images)
 
 
 @dataclass
@@ -102,9 +101,8 @@ class _Chunk:
     failures: list = None
 
 
-def _chunks(todo: list[str], size: int, first_id: int) -> list[_Chunk]:
-    return [_Chunk(todo[s:s + size], np.arange(first_id + s, first_id + min(s + size, len(todo))), 0, [], [])
-            for s in range(0, len(todo), size)]
+def _chunks(todo: list[str], size: int, ids: np.ndarray) -> list[_Chunk]:
+    return [_Chunk(todo[s:s + size], ids[s:s + size], 0, [], []) for s in range(0, len(todo), size)]
 
 
 def _dataset(chunks: list[_Chunk], index: Index, encoder: Encoder, make_encoder, settings: Settings,
@@ -146,7 +144,7 @@ def _commit_as_they_finish(index: Index, ds, chunks: list[_Chunk], work: Changes
             continue
         failed = {f.path for f in chunk.failures}
         added = [p for p in chunk.paths if p not in failed]
-        commit_group(index, functools.partial(index.images.append_fragments, chunk.fragments), added,
+        commit_group(index, functools.partial(index.images.add_fragments, chunk.fragments, chunk.ids), added,
                      chunk.failures, work, summary, checkpoint)
         done += len(chunk.paths)
         if on_progress:
@@ -206,6 +204,8 @@ def _write(batch: dict, uri: str, schema, storage_version: str) -> dict:
     """Rows -> Lance fragments (written, not committed), one set per chunk in this batch."""
     from lance.fragment import write_fragments
 
+    table = ImageTable(None, schema.field("vector").type.list_size)
+    table.schema = schema  # the dataset's own: an upgraded older table may differ from today's
     merged: dict[int, Batch] = defaultdict(lambda: Batch([], [], []))
     for c, blob in zip(batch["chunk"], batch["batch"]):
         b = pickle.loads(blob)
@@ -216,8 +216,8 @@ def _write(batch: dict, uri: str, schema, storage_version: str) -> dict:
     for c, b in sorted(merged.items()):
         frags = []
         if b.rows:
-            table = arrow_rows(b.rows, np.stack(b.vectors), schema)
-            frags = write_fragments(table, uri, schema=schema, data_storage_version=storage_version)
+            rows = table.arrow(b.rows, [r.id for r in b.rows], np.stack(b.vectors))
+            frags = write_fragments(rows, uri, schema=schema, data_storage_version=storage_version)
         out["chunk"].append(c)
         out["files"].append(len(b.rows) + len(b.failures))
         out["fragments"].append(pickle.dumps(frags))

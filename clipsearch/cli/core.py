@@ -93,11 +93,10 @@ def query(terms, images, texts, min_score, background, top, nprobe, rerank, inde
         raise InputError(f"--top must be at least 1 (got {top})")
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
-    searcher.index.nprobe, searcher.index.rerank = nprobe, rerank or RERANK_FACTOR
     collection = None if texts is None else open_texts(searcher.index, texts or None)
     queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
     calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
-    found = Matcher(searcher, calibrator).search(queries, top, collection, min_score)
+    found = Matcher(searcher, calibrator).search(queries, top, collection, min_score, nprobe, rerank)
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
     print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score))
 
