@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 import corpus
 import shapes
-from clipsearch import Settings, load_encoder, open_index
+from clipsearch import AnnIndex, ModelIdentity, Settings, create_index, load_encoder, open_index
 from clipsearch.cli import main
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
@@ -65,7 +65,8 @@ def _contents(index_dir: Path) -> dict:
     ids, xb = index.images.vectors()
     vec = dict(zip(ids.tolist(), xb))
     assert len({r.path for r in rows}) == len(rows), "duplicate rows"
-    assert len(index.ann()) == len(rows)
+    saved = AnnIndex.load(index.images.ann_file)  # saved for this very table version, all rows in it
+    assert saved.generation == index.images.version and len(saved) == len(rows)
     return {"vectors": {r.path: vec[r.id] for r in rows}, "ids": {r.path: r.id for r in rows},
             "failed": {f.path: f.reason for f in index.failures.all()}}
 
@@ -88,7 +89,6 @@ def test_ray_index_equals_single_machine_index(tiny_model, photos, reference, ra
 
 
 def test_worker_node_removed_mid_run_changes_nothing(tiny_model, photos, reference, ray_cluster, tmp_path):
-    from clipsearch import create_index
     from clipsearch.indexer.ray_pipeline import Cluster, run
 
     make_encoder = functools.partial(load_encoder, str(tiny_model.config), str(tiny_model.weights))
@@ -146,23 +146,23 @@ def test_sharded_ann_build_on_ray_equals_single_build(ray_cluster, tmp_path, mon
     same trained index; the merge answers as one build does, exactly at nprobe = nlist."""
     import ray
 
-    from clipsearch import AnnIndex, AnnSpec
+    from clipsearch import AnnSpec
     from clipsearch.indexer import ray_ann
-    from clipsearch.store import ImageTable, Row, Store
+    from clipsearch.store import Row
 
     rng = np.random.default_rng(0)
     xb = rng.normal(size=(12_000, 16)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
-    table = ImageTable(Store(tmp_path / "lance").table("images", 16))
-    for part in np.array_split(np.arange(len(xb)), 4):  # 4 commits: 4 fragments
-        table.add([Row(int(i), f"/p/{i}.jpg", 1, 0.0, 64, 64, "") for i in part], xb[part])
-    table.delete_ids(range(0, 12_000, 7))
+    images = create_index(tmp_path / "index", ModelIdentity("synthetic", "random", 16)).images
+    for part in np.array_split(np.arange(len(xb)), 4):  # 4 commits: 4 fragments; ids 0..11999
+        images.add([Row(-1, f"/p/{i}.jpg", 1, 0.0, 64, 64, "") for i in part], xb[part])
+    images.remove(list(range(0, 12_000, 7)))
     keep = np.array([i for i in range(12_000) if i % 7], np.int64)
     spec = AnnSpec("ivfpq", 16, nlist=16, m=4, nbits=8, train_size=len(keep), nprobe=4)
     monkeypatch.setattr(ray_ann, "SHARD_ROWS", 3_000)  # a shard per fragment
     ray.init(address=ray_cluster.address, log_to_driver=False)
     try:
-        sharded = ray_ann.build(table.lance_target()[0], 16, spec)
+        sharded = ray_ann.build(images.lance_target()[0], 16, spec)
     finally:
         ray.shutdown()
     single = AnnIndex.build(xb[keep], keep, spec)
