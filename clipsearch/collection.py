@@ -95,6 +95,13 @@ class Collection:
                 self.table._append_fragments(fragments)
                 self._ann_pending.append(np.asarray(ids, np.int64))
 
+    def lance_target(self) -> tuple[str, object, str]:
+        """(uri, Arrow schema, storage version) for writers of fragments elsewhere; the table is
+        created first if this is its first write."""
+        with self._writing():
+            self.table._create(self._store)
+            return self.table.lance_target()
+
     @property
     def ann_pending(self) -> int:
         """How many committed rows (`add_fragments`) the ANN index has yet to take in."""

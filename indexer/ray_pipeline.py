@@ -24,7 +24,7 @@ import os
 import warnings
 import pickle
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -97,12 +97,12 @@ class _Chunk:
     paths: list[str]
     ids: np.ndarray  # the ids its rows get (files that fail leave a gap)
     files: int = 0  # files back from the pipeline
-    fragments: list = None
-    failures: list = None
+    fragments: list = field(default_factory=list)  # written by the write tasks, not yet committed
+    failures: list[Failure] = field(default_factory=list)
 
 
 def _chunks(todo: list[str], size: int, ids: np.ndarray) -> list[_Chunk]:
-    return [_Chunk(todo[s:s + size], ids[s:s + size], 0, [], []) for s in range(0, len(todo), size)]
+    return [_Chunk(todo[s:s + size], ids[s:s + size]) for s in range(0, len(todo), size)]
 
 
 def _dataset(chunks: list[_Chunk], index: Index, encoder: Encoder, make_encoder, settings: Settings,
