@@ -19,15 +19,17 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .ann import NPROBE_DIV, NPROBE_MIN, TRAIN_PER_CENTROID, AnnIndex, AnnSpec, _add, _train, choose_spec
+from .ann import NPROBE_DIV, NPROBE_MIN, AnnIndex, AnnSpec, _add, _train, choose_spec
 
-#: nlist by collection size, as the FAISS guidelines put it ("Guidelines to choose an index":
-#: IVF65536_HNSW32 for 1M-10M, IVF262144_HNSW32 for 10M-100M, IVF1048576_HNSW32 for 100M-1B).
-SCALE_NLIST = ((10_000_000, 65_536), (100_000_000, 262_144), (math.inf, 1_048_576))
-#: Below this many vectors one process builds the index (`choose_spec`); sharding pays from here.
+#: From here on nlist follows the FAISS guidelines ("Guidelines to choose an index": IVF262144_HNSW32
+#: for 10M-100M, IVF1048576_HNSW32 for 100M-1B); below, `choose_spec`, measured up to 1M
+#: (bench/results/ann.md), which already uses an HNSW coarse quantizer from nlist 16384.
+GUIDELINE_MIN = 10_000_000
+SCALE_NLIST = ((100_000_000, 262_144), (math.inf, 1_048_576))
+#: From this many vectors the indexer builds the ANN index in shards on the cluster.
 SHARDED_MIN = 1_000_000
-#: Training points per centroid at scale: faiss warns below 39; 64 keeps k-means on a 1M-list
-#: quantizer to 67M points (128 GB at 512-d would not fit; see docs/scale.md for the GPU budget).
+#: Training points per centroid at scale: faiss warns below 39; 64 keeps k-means for 1M lists at 67M
+#: points (137 GB at 512-d float32: docs/scale.md has the budget).
 SCALE_TRAIN_PER_CENTROID = 64
 
 MapFn = Callable[[Callable, Iterable], Iterator]
@@ -35,14 +37,13 @@ Shard = Callable[[], tuple[np.ndarray, np.ndarray]]  # -> (ids (n,) int64, xb (n
 
 
 def scale_spec(n: int, dim: int) -> AnnSpec:
-    """The index for n vectors: `choose_spec` below SHARDED_MIN, the FAISS guidelines' IVF_HNSW above."""
-    if n < SHARDED_MIN:
+    """The index for n vectors: `choose_spec` below GUIDELINE_MIN, the FAISS guidelines' IVF_HNSW above."""
+    if n < GUIDELINE_MIN:
         return choose_spec(n, dim)
-    nlist = next(nl for limit, nl in SCALE_NLIST if n < limit)
-    per = TRAIN_PER_CENTROID if nlist <= 65_536 else SCALE_TRAIN_PER_CENTROID
-    train = min(n, per * nlist)
-    nprobe = max(NPROBE_MIN, nlist // NPROBE_DIV // 8)  # HNSW-quantized lists are finer: fewer probes
-    return AnnSpec("ivfpq", dim, nlist, max(1, dim // 8), 8, train, min(nprobe, nlist))
+    nlist = next(nl for limit, nl in SCALE_NLIST if n <= limit)
+    nprobe = nlist // NPROBE_DIV // 8  # not measured at this size: tune with `query --nprobe`
+    return AnnSpec("ivfpq", dim, nlist, max(1, dim // 8), 8, min(n, SCALE_TRAIN_PER_CENTROID * nlist),
+                   max(NPROBE_MIN, nprobe))
 
 
 def sample_positions(n: int, spec: AnnSpec) -> np.ndarray:

@@ -24,6 +24,7 @@ import os
 import warnings
 import pickle
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -155,8 +156,8 @@ class _Decoder:
     """A decode actor: files decoded in its own guarded process, each within the time limit."""
 
     def __init__(self, preprocess, max_pixels: int, timeout: float):
-        self._pool_cm = decoding_pool(1)
-        self._pool = self._pool_cm.__enter__()
+        self._stack = ExitStack()  # the pool lives as long as the actor
+        self._pool = self._stack.enter_context(decoding_pool(1))
         self._decode = functools.partial(decode_file, preprocess=preprocess, max_pixels=max_pixels)
         self._timeout = timeout
 
@@ -167,7 +168,7 @@ class _Decoder:
                 "item": np.array([pickle.dumps(d) for d in items], dtype=object)}
 
     def __del__(self):
-        self._pool_cm.__exit__(None, None, None)
+        self._stack.close()
 
 
 class _Embedder:

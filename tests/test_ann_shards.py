@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clipsearch import AnnIndex, AnnSpec
-from clipsearch.ann_shards import (SHARDED_MIN, build_sharded, load_mmap, merge_ondisk, add_shard,
+from clipsearch import AnnIndex, AnnSpec, choose_spec
+from clipsearch.ann_shards import (build_sharded, load_mmap, merge_ondisk, add_shard,
                                    sample_positions, scale_spec, train)
 
 SPEC = AnnSpec("ivfpq", 32, nlist=32, m=4, nbits=8, train_size=10_000, nprobe=4)
@@ -69,7 +69,8 @@ def test_ondisk_merge_serves_memory_mapped(data, tmp_path):
 
 
 def test_scale_spec_follows_the_faiss_guidelines():
-    assert scale_spec(SHARDED_MIN - 1, 512).nlist <= 65_536
-    assert scale_spec(5_000_000, 512).factory() == "IVF65536_HNSW32,PQ64"
-    assert scale_spec(100_000_000, 512).factory() == "IVF1048576_HNSW32,PQ64"
-    assert scale_spec(50_000_000, 512).nlist == 262_144
+    assert scale_spec(5_000_000, 512) == choose_spec(5_000_000, 512)  # measured sizes below 10M
+    assert scale_spec(50_000_000, 512).factory() == "IVF262144_HNSW32,PQ64"
+    assert scale_spec(100_000_000, 512).nlist == 262_144
+    assert scale_spec(1_000_000_000, 512).factory() == "IVF1048576_HNSW32,PQ64"
+    assert scale_spec(1_000_000_000, 512).train_size == 64 * 1_048_576
