@@ -33,6 +33,7 @@ import numpy as np
 from clipsearch import Encoder, Index, Settings, Summary, add_paths
 from clipsearch.batch import Batch, Decoded, decode_file, embed_decoded
 from clipsearch.changes import Changes
+from clipsearch.errors import IndexDirError
 from clipsearch.ingest import Checkpoint, commit_group
 from clipsearch.pool import decoding_pool, guarded_map
 from clipsearch.store import Failure, ImageTable
@@ -97,12 +98,33 @@ def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoin
 class _Chunk:
     paths: list[str]
     ids: np.ndarray  # the ids its rows get (files that fail leave a gap)
-    files: int = 0  # files back from the pipeline
+    rows: set[int] = field(default_factory=set)  # ids of the rows back from the pipeline
     fragments: list = field(default_factory=list)  # written by the write tasks, not yet committed
     failures: list[Failure] = field(default_factory=list)
+    committed: bool = False
+
+    def take(self, ids: list[int], fragments: list, failures: list[Failure]) -> bool:
+        """Add one write task's output; False (and nothing taken) if it repeats one already taken
+        (a retried task's: its fragments stay orphans, never rows)."""
+        failed = {f.path for f in self.failures}
+        repeats = [i for i in ids if i in self.rows] + [f for f in failures if f.path in failed]
+        if repeats and len(repeats) < len(ids) + len(failures):
+            raise IndexDirError("the Ray pipeline returned a partly repeated batch, so this chunk was not "
+                                "committed: run `clipsearch index --ray` again (committed chunks stay)")
+        if repeats:
+            return False
+        self.rows.update(ids)
+        self.fragments += fragments
+        self.failures += failures
+        return True
+
+    @property
+    def complete(self) -> bool:
+        return len(self.rows) + len(self.failures) == len(self.paths)
 
 
 def _chunks(todo: list[str], size: int, ids: np.ndarray) -> list[_Chunk]:
+    """`todo` cut into chunks of `size` files, each with its share of the reserved `ids`."""
     return [_Chunk(todo[s:s + size], ids[s:s + size]) for s in range(0, len(todo), size)]
 
 
@@ -137,19 +159,22 @@ def _commit_as_they_finish(index: Index, ds, chunks: list[_Chunk], work: Changes
     done, total = 0, sum(len(c.paths) for c in chunks)
     for out in ds.iter_rows():
         chunk = chunks[out["chunk"]]
-        chunk.files += out["files"]
-        chunk.fragments += pickle.loads(out["fragments"])
-        chunk.failures += pickle.loads(out["failures"])
+        if not chunk.take(pickle.loads(out["ids"]), pickle.loads(out["fragments"]), pickle.loads(out["failures"])):
+            continue
         checkpoint("written")
-        if chunk.files < len(chunk.paths):
+        if chunk.committed or not chunk.complete:
             continue
         failed = {f.path for f in chunk.failures}
         added = [p for p in chunk.paths if p not in failed]
         commit_group(index, functools.partial(index.images.add_fragments, chunk.fragments, chunk.ids), added,
                      chunk.failures, work, summary, checkpoint)
+        chunk.committed = True
         done += len(chunk.paths)
         if on_progress:
             on_progress(done, total)
+    if not all(c.committed for c in chunks):
+        raise IndexDirError("the Ray pipeline ended with files missing; what it finished is committed: "
+                            "run `clipsearch index --ray` again to finish the rest")
 
 
 class _Decoder:
@@ -213,16 +238,15 @@ def _write(batch: dict, uri: str, schema, storage_version: str) -> dict:
         merged[int(c)].rows.extend(b.rows)
         merged[int(c)].vectors.extend(b.vectors)
         merged[int(c)].failures.extend(b.failures)
-    out = {"chunk": [], "files": [], "fragments": [], "failures": []}
+    out = {"chunk": [], "ids": [], "fragments": [], "failures": []}
     for c, b in sorted(merged.items()):
         frags = []
         if b.rows:
             rows = table.arrow(b.rows, [r.id for r in b.rows], np.stack(b.vectors))
             frags = write_fragments(rows, uri, schema=schema, data_storage_version=storage_version)
         out["chunk"].append(c)
-        out["files"].append(len(b.rows) + len(b.failures))
+        out["ids"].append(pickle.dumps([r.id for r in b.rows]))
         out["fragments"].append(pickle.dumps(frags))
         out["failures"].append(pickle.dumps(b.failures))
-    return {"chunk": np.array(out["chunk"], np.int64), "files": np.array(out["files"], np.int64),
-            "fragments": np.array(out["fragments"], dtype=object),
-            "failures": np.array(out["failures"], dtype=object)}
+    return {"chunk": np.array(out["chunk"], np.int64)} | {
+        k: np.array(out[k], dtype=object) for k in ("ids", "fragments", "failures")}

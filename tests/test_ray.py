@@ -113,6 +113,21 @@ def test_worker_node_removed_mid_run_changes_nothing(tiny_model, photos, referen
     _assert_same(_contents(tmp_path / "index"), reference)
 
 
+def test_a_repeated_write_output_is_dropped_not_committed_twice():
+    """A retried write task can hand back rows already received: they must not become rows twice."""
+    from clipsearch import Failure, IndexDirError
+    from clipsearch.indexer.ray_pipeline import _chunks
+
+    chunk = _chunks(["/a", "/b", "/c"], 3, np.arange(10, 13))[0]
+    bad = Failure("/c", "not an image")
+    assert chunk.take([10], ["frag-a"], []) and not chunk.complete
+    assert not chunk.take([10], ["frag-a-again"], [])  # the retry's output: dropped
+    assert chunk.take([11], ["frag-b"], [bad]) and chunk.complete
+    assert chunk.fragments == ["frag-a", "frag-b"] and chunk.failures == [bad]
+    with pytest.raises(IndexDirError):
+        chunk.take([11, 12], ["frag-bc"], [])  # partly new: can't be split, refused
+
+
 def _killed_run(tiny_model, photos: Path, index_dir: Path, address: str, failpoint: str | None):
     env = os.environ | {"PYTHONPATH": str(ROOT), FAILPOINT_ENV: failpoint or ""}
     proc = subprocess.run(
