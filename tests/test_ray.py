@@ -189,3 +189,17 @@ def test_sharded_ann_build_on_ray_equals_single_build(ray_cluster, tmp_path, mon
     assert len(sharded) == len(keep)
     np.testing.assert_allclose(Ds, D1, atol=1e-5)
     assert (Is == I1).mean() > 0.98  # equal but for ties between equal codes
+
+
+def test_the_core_stays_ray_free():
+    """Ray lives in the indexer layer only: the core's modules import neither ray nor the indexer."""
+    import ast
+
+    core = sorted((ROOT / "clipsearch").glob("*.py"))
+    names = {p.name: {n.name.split(".")[0] for node in ast.walk(ast.parse(p.read_text()))
+                      for n in getattr(node, "names", []) if isinstance(node, ast.Import)}
+             | {(node.module or "").split(".")[0] for node in ast.walk(ast.parse(p.read_text()))
+                if isinstance(node, ast.ImportFrom) and not node.level}
+             for p in core}
+    assert "ann_shards.py" in names
+    assert {p: "ray" for p, mods in names.items() if "ray" in mods} == {}
