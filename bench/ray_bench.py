@@ -54,13 +54,22 @@ def bench_index(a) -> dict:
                 t = time.perf_counter()
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
                 wall = time.perf_counter() - t
-                summary = json.loads(out.stdout)
+                summary = _summary(out.stdout, Path(a.photos).parent / f"{method.replace(' ', '')}-{r}")
                 runs[method].append({"wall_s": round(wall, 2), "indexed": summary["indexed"],
                                      "inside_s": summary["seconds"]})
                 log(f"{method} #{r}: {wall:.1f} s for {summary['indexed']} photos")
     med = {m: statistics.median(x["wall_s"] for x in v) for m, v in runs.items()}
     return {"n": len(photos), "model": a.model, "device": a.device, "runs": runs, "median_wall_s": med,
             "ray_over_plain": round(med["index --ray"] / med["index"], 3)}
+
+
+def _summary(stdout: str, keep: Path) -> dict:
+    """The run's --json summary; anything else it printed is kept in `keep`.out for a look."""
+    start = stdout.find("{\n")
+    if start != 0:
+        keep.with_suffix(".out").write_text(stdout)
+        log(f"the run printed {len(stdout) - start if start >= 0 else len(stdout)} chars besides its JSON: {keep}.out")
+    return json.JSONDecoder().raw_decode(stdout[start:])[0]
 
 
 def bench_ann(a) -> dict:
