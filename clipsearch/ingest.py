@@ -21,13 +21,14 @@ import numpy as np
 
 from .batch import Batch, decode_file, embed_decoded, hash_file
 from .changes import Changes, find_changes
-from .config import IMAGE_SUFFIXES, Settings
+from .config import Settings
 from .errors import InputError
 from .files import Scan, display_path, scan, under
 from .index import Index
 from .model import Encoder
 from .pool import DecodeMap
-from .store import Failure
+from .skipped import count_types
+from .store import Failure, Row
 
 #: Compact the table (LanceDB optimize) once this many small fragments have piled up.
 COMPACT_AT = 64
@@ -45,14 +46,17 @@ Encode = Callable[[Index, Changes, "Summary", Checkpoint], None]
 class Summary:
     """What an indexing run did."""
 
-    new: int = 0
+    new: int = 0  # files, a video counting once
     changed: int = 0
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
     failed: list[Failure] = field(default_factory=list)  # this run's failures
     known_failed: int = 0  # failed on an earlier run and not changed since: not retried
+    videos: int = 0  # of the new and changed files, videos ...
+    frames: int = 0  # ... and the frames sampled from them (a row each)
     skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # files that are not images, by type
     notes: list[str] = field(default_factory=list)  # e.g. the ANN index was rebuilt
     seconds: float = 0.0
 
@@ -70,7 +74,7 @@ class Summary:
         d = {k: v for k, v in asdict(self).items() if k not in ("failed", "skipped_dirs", "seconds")}
         return d | {
             "indexed": self.indexed, "seconds": round(self.seconds, 3),
-            "images_per_s": round(self.images_per_s, 2),
+            "images_per_s": round(self.images_per_s, 2), "skipped_total": sum(self.skipped.values()),
             "failed": [{"path": display_path(f.path), "reason": f.reason} for f in self.failed],
             "skipped_dirs": [{"path": display_path(p), "reason": r} for p, r in self.skipped_dirs]}
 
@@ -93,10 +97,11 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
     with index.writing():  # upgrades an index of an older schema first
         work = _plan(index, found, resolved, functools.partial(decode_map, hash_file))
         summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
-                          skipped_dirs=found.skipped)
+                          skipped_dirs=found.skipped, skipped=count_types(found.not_media))
         summary.removed = _relink(index, work, checkpoint)
         if encode is None:
-            decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
+            decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels,
+                                       video=settings.video)
             _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
                     on_progress, checkpoint)
         else:
@@ -105,6 +110,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
             index.images.compact()
             checkpoint("compacted")
         index.images.sync()
+        index.skipped.update(resolved, found.not_media, kept=[p for p, _ in found.skipped])
         index.add_roots(resolved)
         summary.notes = list(index.images.notes)
     summary.seconds = time.perf_counter() - start
@@ -122,12 +128,15 @@ def remove_paths(index: Index, paths: list[str]) -> int:
         ids = [r.id for r in index.images.all_rows() if under(r.path, targets)]
         failures = index.failures.all()
         kept = [f for f in failures if not under(f.path, targets)]
-        if not ids and len(kept) == len(failures):
+        skipped = [p for p, _ in index.skipped.all() if under(p, targets)]
+        if not ids and len(kept) == len(failures) and not skipped:
             raise InputError(f"nothing in the index is at or under {', '.join(map(display_path, paths))}: "
                              "`clipsearch info` lists the indexed folders")
         index.images.remove(ids)
         if len(kept) < len(failures):
             index.failures.replace(kept)
+        if skipped:
+            index.skipped.update(targets, [])
         index.manifest.roots = [r for r in index.manifest.roots if not under(r, targets)]
         index.images.sync()
         index.write_manifest()
@@ -137,8 +146,9 @@ def remove_paths(index: Index, paths: list[str]) -> int:
 def _plan(index: Index, found: Scan, roots: list[str], hash_many) -> Changes:
     rows = index.images.all_rows()
     if not found.paths and not any(under(r.path, roots) for r in rows):
-        raise InputError(f"no image files found under {', '.join(map(display_path, roots))} (looked for "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))}): check the folder")
+        others = ", ".join(f"{t} {n}" for t, n in count_types(found.not_media).items()) or "none"
+        raise InputError(f"no image files found under {', '.join(map(display_path, roots))}: no images, "
+                         f"RAW photos or videos (other files: {others}); check the folder")
     return find_changes(rows, index.failures.all(), found, roots, hash_many)
 
 
@@ -151,7 +161,7 @@ def _relink(index: Index, work: Changes, checkpoint: Checkpoint) -> int:
     if work.failures_dropped:
         index.failures.replace(list(work.failures.values()))  # without retried and gone files
     checkpoint("cleaned")
-    return len(work.gone)
+    return work.removed
 
 
 def _encode(index: Index, encoder: Encoder, work: Changes, summary: Summary, decoded: Iterator,
@@ -187,17 +197,16 @@ def _hand_over(writer: Executor, last: Future | None, fn: Callable, *args) -> Fu
 
 def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
     rows, xb = pending.rows, pending.vectors
-    commit_group(index, lambda: index.images.add(rows, xb), [r.path for r in rows], pending.failures, work,
-                 summary, checkpoint)
+    commit_group(index, lambda: index.images.add(rows, xb), rows, pending.failures, work, summary, checkpoint)
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]
 
 
-def commit_group(index: Index, add_rows: Callable[[], None], added: list[str], failures: list[Failure],
+def commit_group(index: Index, add_rows: Callable[[], None], rows: list[Row], failures: list[Failure],
                  work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
-    """One group: new rows in (`add_rows`, one commit; `added` their paths), failure records
-    replaced, then the rows they supersede out. Every cut between these steps is safe."""
-    if not added and not failures:
+    """One group: new rows in (`add_rows`, one commit, of `rows`), failure records replaced, then the
+    rows they supersede out. Every cut between these steps is safe."""
+    if not rows and not failures:
         return
     add_rows()
     checkpoint("added")
@@ -205,11 +214,13 @@ def commit_group(index: Index, add_rows: Callable[[], None], added: list[str], f
         work.failures |= {f.path: f for f in failures}
         index.failures.replace(list(work.failures.values()))
         checkpoint("failures")
-    paths = added + [f.path for f in failures]
-    index.images.remove([work.replaced[p] for p in paths if p in work.replaced])
+    done = {r.path for r in rows}
+    index.images.remove([i for p in done | {f.path for f in failures} for i in work.replaced.get(p, ())])
     checkpoint("removed")
-    summary.changed += sum(p in work.replaced for p in added)
-    summary.new += sum(p not in work.replaced for p in added)
+    summary.changed += len(done & work.replaced.keys())
+    summary.new += len(done - work.replaced.keys())
+    frames = [r.path for r in rows if r.time_s is not None]
+    summary.videos, summary.frames = summary.videos + len(set(frames)), summary.frames + len(frames)
     summary.failed += failures
 
 

@@ -36,7 +36,7 @@ from clipsearch.changes import Changes
 from clipsearch.errors import IndexDirError
 from clipsearch.ingest import Checkpoint, commit_group
 from clipsearch.pool import decoding_pool, guarded_map
-from clipsearch.store import Failure, ImageTable
+from clipsearch.store import Failure, ImageTable, Row
 
 from . import ray_ann
 
@@ -87,7 +87,9 @@ def _local_only(address: str | None) -> dict:
 def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoint, *, encoder: Encoder,
             make_encoder, settings: Settings, cluster: Cluster, on_progress) -> None:
     """`ingest.Encode` on Ray: every file of `work.todo` encoded and committed in chunks, then the ANN."""
-    chunks = _chunks(work.todo, settings.commit_every, index.images.reserve_ids(len(work.todo)))
+    per_file = settings.video.max_frames  # a video is up to this many rows; an image one
+    ids = index.images.reserve_ids(len(work.todo) * per_file)[::per_file]  # each file's first id
+    chunks = _chunks(work.todo, settings.commit_every, ids)
     if chunks:
         ds = _dataset(chunks, index, encoder, make_encoder, settings, cluster)
         _commit_as_they_finish(index, ds, chunks, work, summary, checkpoint, on_progress)
@@ -97,30 +99,31 @@ def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoin
 @dataclass
 class _Chunk:
     paths: list[str]
-    ids: np.ndarray  # the ids its rows get (files that fail leave a gap)
-    rows: set[int] = field(default_factory=set)  # ids of the rows back from the pipeline
+    ids: np.ndarray  # each file's first id; its rows (video frames) take the ids after it
+    files: set[str] = field(default_factory=set)  # files back from the pipeline
+    rows: list[Row] = field(default_factory=list)  # their rows (no vectors: those are in the fragments)
     fragments: list = field(default_factory=list)  # written by the write tasks, not yet committed
     failures: list[Failure] = field(default_factory=list)
     committed: bool = False
 
-    def take(self, ids: list[int], fragments: list, failures: list[Failure]) -> bool:
+    def take(self, rows: list[Row], fragments: list, failures: list[Failure]) -> bool:
         """Add one write task's output; False (and nothing taken) if it repeats one already taken
         (a retried task's: its fragments stay orphans, never rows)."""
-        failed = {f.path for f in self.failures}
-        repeats = [i for i in ids if i in self.rows] + [f for f in failures if f.path in failed]
-        if repeats and len(repeats) < len(ids) + len(failures):
+        files = {r.path for r in rows} | {f.path for f in failures}
+        if files & self.files and not files <= self.files:
             raise IndexDirError("the Ray pipeline returned a partly repeated batch, so this chunk was not "
                                 "committed: run `clipsearch index --ray` again (committed chunks stay)")
-        if repeats:
+        if files & self.files:
             return False
-        self.rows.update(ids)
+        self.files |= files
+        self.rows += rows
         self.fragments += fragments
         self.failures += failures
         return True
 
     @property
     def complete(self) -> bool:
-        return len(self.rows) + len(self.failures) == len(self.paths)
+        return len(self.files) == len(self.paths)
 
 
 def _chunks(todo: list[str], size: int, ids: np.ndarray) -> list[_Chunk]:
@@ -145,7 +148,7 @@ def _dataset(chunks: list[_Chunk], index: Index, encoder: Encoder, make_encoder,
              for c, ch in enumerate(chunks) for p, i in zip(ch.paths, ch.ids)]
     return (ray.data.from_items(items, override_num_blocks=max(1, len(items) // DECODE_BATCH))
             .map_batches(_Decoder, batch_size=DECODE_BATCH, compute=ActorPoolStrategy(size=decoders), num_cpus=1,
-                         fn_constructor_args=(encoder.preprocess, settings.max_pixels, settings.file_timeout_s))
+                         fn_constructor_args=(encoder.preprocess, settings))
             .map_batches(_Embedder, batch_size=encoder.batch_size, compute=ActorPoolStrategy(size=encoders),
                          num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
                          fn_constructor_args=(make_encoder,))
@@ -159,14 +162,13 @@ def _commit_as_they_finish(index: Index, ds, chunks: list[_Chunk], work: Changes
     done, total = 0, sum(len(c.paths) for c in chunks)
     for out in ds.iter_rows():
         chunk = chunks[out["chunk"]]
-        if not chunk.take(pickle.loads(out["ids"]), pickle.loads(out["fragments"]), pickle.loads(out["failures"])):
+        if not chunk.take(pickle.loads(out["rows"]), pickle.loads(out["fragments"]), pickle.loads(out["failures"])):
             continue
         checkpoint("written")
         if chunk.committed or not chunk.complete:
             continue
-        failed = {f.path for f in chunk.failures}
-        added = [p for p in chunk.paths if p not in failed]
-        commit_group(index, functools.partial(index.images.add_fragments, chunk.fragments, chunk.ids), added,
+        ids = np.array([r.id for r in chunk.rows], np.int64)
+        commit_group(index, functools.partial(index.images.add_fragments, chunk.fragments, ids), chunk.rows,
                      chunk.failures, work, summary, checkpoint)
         chunk.committed = True
         done += len(chunk.paths)
@@ -180,15 +182,18 @@ def _commit_as_they_finish(index: Index, ds, chunks: list[_Chunk], work: Changes
 class _Decoder:
     """A decode actor: files decoded in its own guarded process, each within the time limit."""
 
-    def __init__(self, preprocess, max_pixels: int, timeout: float):
+    def __init__(self, preprocess, settings: Settings):
         self._stack = ExitStack()  # the pool lives as long as the actor
         self._pool = self._stack.enter_context(decoding_pool(1))
-        self._decode = functools.partial(decode_file, preprocess=preprocess, max_pixels=max_pixels)
-        self._timeout = timeout
+        self._decode = functools.partial(decode_file, preprocess=preprocess, max_pixels=settings.max_pixels,
+                                         video=settings.video)
+        self._timeout = settings.file_timeout_s
+        self._per_file = settings.video.max_frames
 
     def __call__(self, batch: dict) -> dict:
         paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
-        items = guarded_map(self._pool, self._decode, paths, len(paths), self._timeout)
+        items = [_capped(d, self._per_file)
+                 for d in guarded_map(self._pool, self._decode, paths, len(paths), self._timeout)]
         return {"chunk": batch["chunk"], "id": batch["id"],
                 "item": np.array([pickle.dumps(d) for d in items], dtype=object)}
 
@@ -203,27 +208,33 @@ class _Embedder:
         self._encoder = make_encoder()
 
     def __call__(self, batch: dict) -> dict:
-        items = [_with_id(pickle.loads(b), int(i)) for b, i in zip(batch["item"], batch["id"])]
-        chunk_of = {_key(d): int(c) for d, c in zip(items, batch["chunk"])}
+        items = [_with_ids(pickle.loads(b), int(i)) for b, i in zip(batch["item"], batch["id"])]
+        chunk_of = {d.path: int(c) for d, c in zip(items, batch["chunk"])}
         out = embed_decoded(items, self._encoder)
         per_chunk: dict[int, Batch] = defaultdict(lambda: Batch([], [], []))
         for row, v in zip(out.rows, out.vectors):
-            b = per_chunk[chunk_of[("row", row.id)]]
+            b = per_chunk[chunk_of[row.path]]
             b.rows.append(row)
             b.vectors.append(v)
         for f in out.failures:
-            per_chunk[chunk_of[("failure", f.path)]].failures.append(f)
+            per_chunk[chunk_of[f.path]].failures.append(f)
         chunks = sorted(per_chunk)
         return {"chunk": np.array(chunks, np.int64),
                 "batch": np.array([pickle.dumps(per_chunk[c]) for c in chunks], dtype=object)}
 
 
-def _with_id(item: Decoded | Failure, id: int) -> Decoded | Failure:
-    return Decoded(replace(item.row, id=id), item.pixels) if isinstance(item, Decoded) else item
+def _capped(item: Decoded | Failure, n: int) -> Decoded | Failure:
+    """At most n rows of a file: the ids reserved for it (VideoSampling caps its frames at n anyway)."""
+    if isinstance(item, Failure) or len(item.rows) <= n:
+        return item
+    return Decoded(item.rows[:n], item.pixels[:n])
 
 
-def _key(item: Decoded | Failure) -> tuple:
-    return ("row", item.row.id) if isinstance(item, Decoded) else ("failure", item.path)
+def _with_ids(item: Decoded | Failure, first: int) -> Decoded | Failure:
+    """The file's rows numbered from its `first` id on (the driver reserved max_frames per file)."""
+    if isinstance(item, Failure):
+        return item
+    return Decoded(tuple(replace(r, id=first + n) for n, r in enumerate(item.rows)), item.pixels)
 
 
 def _write(batch: dict, uri: str, schema, storage_version: str) -> dict:
@@ -238,15 +249,15 @@ def _write(batch: dict, uri: str, schema, storage_version: str) -> dict:
         merged[int(c)].rows.extend(b.rows)
         merged[int(c)].vectors.extend(b.vectors)
         merged[int(c)].failures.extend(b.failures)
-    out = {"chunk": [], "ids": [], "fragments": [], "failures": []}
+    out = {"chunk": [], "rows": [], "fragments": [], "failures": []}
     for c, b in sorted(merged.items()):
         frags = []
         if b.rows:
             rows = table.arrow(b.rows, [r.id for r in b.rows], np.stack(b.vectors))
             frags = write_fragments(rows, uri, schema=schema, data_storage_version=storage_version)
         out["chunk"].append(c)
-        out["ids"].append(pickle.dumps([r.id for r in b.rows]))
+        out["rows"].append(pickle.dumps(b.rows))
         out["fragments"].append(pickle.dumps(frags))
         out["failures"].append(pickle.dumps(b.failures))
     return {"chunk": np.array(out["chunk"], np.int64)} | {
-        k: np.array(out[k], dtype=object) for k in ("ids", "fragments", "failures")}
+        k: np.array(out[k], dtype=object) for k in ("rows", "fragments", "failures")}

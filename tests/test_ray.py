@@ -117,15 +117,16 @@ def test_a_repeated_write_output_is_dropped_not_committed_twice():
     """A retried write task can hand back rows already received: they must not become rows twice."""
     from clipsearch import Failure, IndexDirError
     from clipsearch.indexer.ray_pipeline import _chunks
+    from clipsearch.store import Row
 
-    chunk = _chunks(["/a", "/b", "/c"], 3, np.arange(10, 13))[0]
-    bad = Failure("/c", "not an image")
-    assert chunk.take([10], ["frag-a"], []) and not chunk.complete
-    assert not chunk.take([10], ["frag-a-again"], [])  # the retry's output: dropped
-    assert chunk.take([11], ["frag-b"], [bad]) and chunk.complete
-    assert chunk.fragments == ["frag-a", "frag-b"] and chunk.failures == [bad]
+    chunk = _chunks(["/a", "/b", "/c"], 3, np.array([10, 74, 138]))[0]
+    a, b, bad = Row(10, "/a", 1, 0.0, 8, 8), Row(74, "/b", 1, 0.0, 8, 8), Failure("/c", "not an image")
+    assert chunk.take([a], ["frag-a"], []) and not chunk.complete
+    assert not chunk.take([a], ["frag-a-again"], [])  # the retry's output: dropped
+    assert chunk.take([b], ["frag-b"], [bad]) and chunk.complete
+    assert chunk.fragments == ["frag-a", "frag-b"] and chunk.failures == [bad] and chunk.rows == [a, b]
     with pytest.raises(IndexDirError):
-        chunk.take([11, 12], ["frag-bc"], [])  # partly new: can't be split, refused
+        chunk.take([b, Row(138, "/c", 1, 0.0, 8, 8)], ["frag-bc"], [])  # partly new: refused
 
 
 def _killed_run(tiny_model, photos: Path, index_dir: Path, address: str, failpoint: str | None):

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from ..files import display_path
+from ..video import timestamp
 
 QUERY_GRAMMAR = """\b
 Query algebra: TERMS are texts and images joined by + and - (each a word of its own), each
@@ -52,4 +53,12 @@ def print_matches(labels: list[str], found: list[list], as_json: bool, empty: st
         if not matches:
             click.echo(empty, err=True)
         for m in matches:
-            click.echo(f"{m.hit.score:.4f}  {display_path(m.hit.path) if hasattr(m.hit, 'path') else m.hit.text}")
+            click.echo(f"{m.hit.score:.4f}  {_label(m.hit)}")
+
+
+def _label(hit) -> str:
+    """A text, an image's path, or a video frame's `path@mm:ss`."""
+    if not hasattr(hit, "path"):
+        return hit.text
+    return display_path(hit.path) + (f"@{timestamp(hit.time_s)}" if getattr(hit, "time_s", None) is not None else "")
+
