@@ -65,16 +65,17 @@ def _contents(index_dir: Path, finished: bool = True) -> dict:
     rows = index.images.all_rows()
     ids, xb = index.images.vectors()
     vec = dict(zip(ids.tolist(), xb))
-    assert len({r.path for r in rows}) == len(rows), "duplicate rows"
+    assert len({(r.path, r.time_s) for r in rows}) == len(rows), "duplicate rows"
     if finished:
         saved = AnnIndex.load(index.images.ann_file)  # saved for this very table version, all rows in it
         assert saved.generation == index.images.version and len(saved) == len(rows)
-    return {"vectors": {r.path: vec[r.id] for r in rows}, "ids": {r.path: r.id for r in rows},
+    return {"vectors": {(r.path, r.time_s): vec[r.id] for r in rows},  # a video: a row per frame
+            "ids": {(r.path, r.time_s): r.id for r in rows},
             "failed": {f.path: f.reason for f in index.failures.all()}}
 
 
 def _assert_same(got: dict, want: dict) -> None:
-    assert sorted(got["vectors"]) == sorted(want["vectors"])
+    assert sorted(got["vectors"], key=str) == sorted(want["vectors"], key=str)
     cos = [float(got["vectors"][p] @ want["vectors"][p]) for p in want["vectors"]]
     assert min(cos) >= 0.9999
     assert got["failed"] == want["failed"]
@@ -85,6 +86,7 @@ def test_ray_index_equals_single_machine_index(tiny_model, photos, reference, ra
     got = _contents(tmp_path / "index")
     _assert_same(got, reference)
     assert len(got["vectors"]) > 100 and len(got["failed"]) >= 10  # the corpus did its job
+    assert len({p for p, _ in got["vectors"]}) < len(got["vectors"])  # a video's frames among them
     query = CliRunner().invoke(main, ["query", "a red circle", "--index", str(tmp_path / "index"),
                                       *_model_args(tiny_model)])
     assert query.exit_code == 0 and "red_circle" in query.output.splitlines()[0], query.output
@@ -119,14 +121,15 @@ def test_a_repeated_write_output_is_dropped_not_committed_twice():
     from clipsearch.indexer.ray_pipeline import _chunks
     from clipsearch.store import Row
 
-    chunk = _chunks(["/a", "/b", "/c"], 3, np.array([10, 74, 138]))[0]
+    chunk = _chunks(["/a", "/b", "/c", "/d"], 4, np.array([10, 74, 138, 202]))[0]
     a, b, bad = Row(10, "/a", 1, 0.0, 8, 8), Row(74, "/b", 1, 0.0, 8, 8), Failure("/c", "not an image")
     assert chunk.take([a], ["frag-a"], []) and not chunk.complete
     assert not chunk.take([a], ["frag-a-again"], [])  # the retry's output: dropped
-    assert chunk.take([b], ["frag-b"], [bad]) and chunk.complete
-    assert chunk.fragments == ["frag-a", "frag-b"] and chunk.failures == [bad] and chunk.rows == [a, b]
+    assert chunk.take([b], ["frag-b"], [bad]) and not chunk.complete
     with pytest.raises(IndexDirError):
-        chunk.take([b, Row(138, "/c", 1, 0.0, 8, 8)], ["frag-bc"], [])  # partly new: refused
+        chunk.take([b, Row(202, "/d", 1, 0.0, 8, 8)], ["frag-bd"], [])  # partly new: refused
+    assert chunk.take([Row(202, "/d", 1, 0.0, 8, 8)], ["frag-d"], []) and chunk.complete
+    assert chunk.fragments == ["frag-a", "frag-b", "frag-d"] and chunk.failures == [bad]
 
 
 def _killed_run(tiny_model, photos: Path, index_dir: Path, address: str, failpoint: str | None):
