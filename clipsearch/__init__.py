@@ -23,6 +23,7 @@ from .classify import Classifier, Prediction, classify_files, classify_index
 from .config import BACKGROUND_PROMPTS, CLASSIFY_TEMPLATES
 from .matcher import Match, Matcher
 from .textfile import read_texts
+from .duplicates import DuplicateGroup, Member, choose_keeper, find_duplicates, group_rows, near_groups
 from .texts import TextCollection, TextHit, TextSummary, add_texts, check_name, collection_names, open_texts
 
 __all__ = [
@@ -37,4 +38,6 @@ __all__ = [
     "read_texts",
     # the ANN index (FAISS Flat / IVF-PQ)
     "AnnIndex", "AnnSpec", "choose_spec",
+    # duplicates: exact (content hash) and near (cosine) groups, with a suggested keeper
+    "DuplicateGroup", "Member", "choose_keeper", "find_duplicates", "group_rows", "near_groups",
 ]

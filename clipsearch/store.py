@@ -175,6 +175,10 @@ class ImageTable:
                 out[n] = xb[pos[int(i)]]
         return out
 
+    def columns(self, names) -> "pa.Table":
+        """Those of the named columns the table has, for every row, as one arrow table."""
+        return self._query(None, [c for c in names if c in self._t.schema.names])
+
     def max_id(self) -> int:
         ids = self._query(None, ["id"]).column("id").to_numpy()
         return int(ids.max()) if len(ids) else -1
