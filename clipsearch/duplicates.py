@@ -79,6 +79,7 @@ def _stars(A) -> list[np.ndarray]:
     out = []
     while left.sum() >= 2:
         sub = A.multiply(left[None, :]).tocsr()  # pairs with images not yet placed
+        sub.eliminate_zeros()
         degree = np.diff(sub.indptr) * left
         if degree.max() == 0:
             break

@@ -42,6 +42,7 @@ def main():
 
 
 from . import core  # noqa: E402,F401  (registers its commands on main)
+from . import dupes  # noqa: E402,F401  (registers `clipsearch dupes`)
 from . import maintenance  # noqa: E402,F401  (registers remove)
 from . import texts  # noqa: E402,F401  (index-texts, texts, classify)
 from . import ui  # noqa: E402,F401  (registers `clipsearch ui`)
