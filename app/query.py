@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsearch import InputError, Settings
+from clipsearch import InputError, Settings, Term, parse_query
+from clipsearch.algebra import IMAGE
 from clipsearch.errors import ImageError
 from clipsearch.files import display_path
 from clipsearch.image import open_upload
@@ -17,12 +18,20 @@ from .resources import Resources
 
 @dataclass(frozen=True)
 class Query:
-    """What to search with: a text, or an image vector with a preview of the image."""
+    """What to search with: algebra terms (typed), or an image vector with a preview of the image."""
 
     title: str
-    text: str | None = None
+    terms: list[Term] | None = None
     vector: np.ndarray | None = None
     preview: bytes | None = None
+
+
+def typed_query(typed: str, res: Resources) -> Query:
+    """A typed query, read as `clipsearch query` reads its words (the same algebra). Image terms
+    must lie inside the indexed folders: the page reads no other file of the server's."""
+    terms = parse_query(typed)
+    terms = [Term(IMAGE, str(res.roots.resolve(t.value)), t.weight) if t.kind == IMAGE else t for t in terms]
+    return Query(f"Images matching “{typed.strip()}”", terms=terms)
 
 
 def upload_query(data: bytes, name: str, res: Resources, settings: Settings) -> Query:

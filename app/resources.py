@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from clipsearch import Encoder, Index, Searcher, Settings, load_encoder, open_index
+from clipsearch import Encoder, Index, Matcher, Searcher, Settings, load_encoder, open_index
 from clipsearch.files import display_path
 from clipsearch.manifest import FILENAME
 from clipsearch.roots import Roots
@@ -21,6 +21,7 @@ class Resources:
     index: Index
     encoder: Encoder
     searcher: Searcher
+    matcher: Matcher  # the one query path: the CLI's `query` runs the same
     thumbs: Thumbnails
     roots: Roots
     info: dict  # Index.info() and the failed files, taken when the index was opened
@@ -31,8 +32,8 @@ def load(root: Path, settings: Settings) -> Resources:
     idx, info = _index(str(root), _stamp(root))
     enc = _encoder(idx.identity.model, idx.identity.pretrained, settings.device)
     thumbs = Thumbnails(root / THUMBNAIL_DIR, settings.thumbnail_px, settings.max_pixels)
-    return Resources(idx, enc, Searcher(enc, idx, settings.max_pixels), thumbs,
-                     Roots(idx.manifest.roots), info)
+    searcher = Searcher(enc, idx, settings.max_pixels)
+    return Resources(idx, enc, searcher, _matcher(searcher), thumbs, Roots(idx.manifest.roots), info)
 
 
 def reload() -> None:
@@ -43,6 +44,11 @@ def reload() -> None:
 @st.cache_resource(show_spinner="Loading the CLIP model…", max_entries=2)
 def _encoder(model: str, pretrained: str, device: str) -> Encoder:
     return load_encoder(model, pretrained, device)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2, hash_funcs={Searcher: id})
+def _matcher(searcher: Searcher) -> Matcher:
+    return Matcher(searcher)  # encodes the calibration prompts once per index
 
 
 @st.cache_resource(show_spinner="Opening the index…", max_entries=2)

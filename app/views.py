@@ -12,7 +12,7 @@ from typing import Callable
 
 import streamlit as st
 
-from clipsearch import ClipSearchError, Hit
+from clipsearch import ClipSearchError, Match
 from clipsearch.files import display_path
 
 from . import zeroshot
@@ -37,15 +37,16 @@ def guarded(fn: Callable, *args, **kwargs):
     return None
 
 
-def grid(hits: list[Hit], res: Resources, on_like: Callable[[int, str], None]) -> None:
+def grid(matches: list[Match], res: Resources, on_like: Callable[[int, str], None]) -> None:
     """Thumbnails with score and path, best first, COLUMNS to a row, each with a 'Similar' button."""
-    for start in range(0, len(hits), COLUMNS):
-        for col, hit in zip(st.columns(COLUMNS), hits[start:start + COLUMNS]):
+    for start in range(0, len(matches), COLUMNS):
+        for col, match in zip(st.columns(COLUMNS), matches[start:start + COLUMNS]):
             with col:
-                _cell(hit, res, on_like)
+                _cell(match, res, on_like)
 
 
-def _cell(hit: Hit, res: Resources, on_like: Callable[[int, str], None]) -> None:
+def _cell(match: Match, res: Resources, on_like: Callable[[int, str], None]) -> None:
+    hit = match.hit
     shown = display_path(hit.path)  # a name that isn't UTF-8 can't travel to the browser as it is
     try:
         data = res.thumbs.get(res.roots.resolve(hit.path))
@@ -53,6 +54,10 @@ def _cell(hit: Hit, res: Resources, on_like: Callable[[int, str], None]) -> None
         st.warning(f"can't show this file: {e}")
     else:
         st.image(data, caption=f"{hit.score:.3f}", alt=Path(shown).name, width="stretch")
+        if match.calibrated is not None:
+            st.caption(f"calibrated {match.calibrated:.2f}")
+        if match.group and match.group > 1:
+            st.caption(f"+{match.group - 1} near-duplicates")
     st.text(shown)
     st.button("Similar", key=f"like-{hit.id}", on_click=on_like, args=(hit.id, hit.path),
               help="Search for images like this one")
@@ -83,9 +88,10 @@ def labels_panel(res: Resources, v, typed: str, k: int) -> None:
         st.bar_chart({"probability": {r.text: r.probability for r in ranked}}, horizontal=True,
                      x_label="probability", sort="-probability")
         st.text(f"most likely: {ranked[0].text} ({ranked[0].probability:.0%})")
-    collections = zeroshot.rank_texts(res.index, v, k)
+    collections = zeroshot.rank_texts(res.matcher, v, k)
     if not collections:
         st.info(zeroshot.NO_TEXTS)
     for name, ranked_texts in collections.items():
         st.text(f"texts in {name}, best first:")
-        st.dataframe([{"text": t, "score": round(s, 4)} for t, s in ranked_texts], hide_index=True)
+        st.dataframe([{"text": m.hit.text, "score": round(m.score, 4), "calibrated": round(m.calibrated, 3)}
+                      for m in ranked_texts], hide_index=True)

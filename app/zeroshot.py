@@ -39,10 +39,12 @@ def classify(encoder, v: np.ndarray, labels: list[str]) -> list[Label]:
     return [Label(t, p) for t, p in pred.probs.items()]
 
 
-def rank_texts(index, v: np.ndarray, k: int) -> dict[str, list[tuple[str, float]]]:
-    """{collection: [(text, score)] best first} over the index's text collections; {} when it has none."""
-    from clipsearch import collection_names, open_texts
+def rank_texts(matcher, v: np.ndarray, k: int) -> dict[str, list]:
+    """{collection: [Match] best first, calibrated} over the index's text collections, as
+    `clipsearch query --image IMG --texts NAME` ranks them; {} when it has none."""
+    from clipsearch.algebra import IMAGE
 
+    index = matcher.searcher.index
     xq = np.asarray(v, np.float32)[None, :]
-    return {name: [(h.text, h.score) for h in open_texts(index, name).search(xq, k)[0]]
-            for name in collection_names(index)}
+    return {name: matcher.search_vectors(xq, [IMAGE], k, texts=index.texts(name))[0]
+            for name in index.text_names()}

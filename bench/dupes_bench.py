@@ -100,8 +100,8 @@ def build(work: Path, n: int, threshold: float) -> None:
         index.images.add(rows, xb[s:e])
     del xb
     t1 = time.time()
-    index.ann()  # built from the stored vectors and saved, as `clipsearch index` leaves it
-    log(f"index written; ANN {index.ann().spec.describe()} built in {time.time() - t1:.0f} s")
+    index.images.sync()  # the ANN index built from the stored vectors and saved, as `index` leaves it
+    log(f"index written; ANN {index.images.ann().spec.describe()} built in {time.time() - t1:.0f} s")
 
 
 def group(work: Path, threshold: float) -> dict:

@@ -23,17 +23,19 @@ from .classify import Classifier, Prediction, classify_files, classify_index
 from .config import BACKGROUND_PROMPTS, CLASSIFY_TEMPLATES
 from .matcher import Match, Matcher
 from .textfile import read_texts
+from .collection import Collection
 from .duplicates import DuplicateGroup, Member, choose_keeper, find_duplicates, group_rows, near_groups
-from .texts import TextCollection, TextHit, TextSummary, add_texts, check_name, collection_names, open_texts
+from .store import TextHit
+from .texts import TextSummary, add_texts, check_name, collection_names, open_texts
 
 __all__ = [
-    "Batch", "ClipSearchError", "Decoded", "Encoder", "Failure", "Hit", "ImageError", "Index",
+    "Batch", "ClipSearchError", "Collection", "Decoded", "Encoder", "Failure", "Hit", "ImageError", "Index",
     "IndexDirError", "InputError", "ModelError", "ModelIdentity", "PRESETS", "Searcher", "Settings",
     "Summary", "add_paths", "create_index", "decode_file", "default_index_dir", "embed_decoded",
     "embed_files", "load_encoder", "open_index", "remove_paths",
     # image -> text: text collections, zero-shot classification, query algebra, calibration
     "BACKGROUND_PROMPTS", "CLASSIFY_TEMPLATES", "Calibrator", "Classifier", "Match", "Matcher",
-    "Prediction", "Term", "TextCollection", "TextHit", "TextSummary", "add_texts", "check_name",
+    "Prediction", "Term", "TextHit", "TextSummary", "add_texts", "check_name",
     "classify_files", "classify_index", "collection_names", "embed_query", "open_texts", "parse_query",
     "read_texts",
     # the ANN index (FAISS Flat / IVF-PQ)

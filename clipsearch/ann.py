@@ -219,10 +219,11 @@ def _add(index, xb: np.ndarray, ids: np.ndarray) -> None:
 class AnnIndex:
     """A FAISS index keyed by the caller's int64 ids; search returns D (nq, k), I (nq, k)."""
 
-    def __init__(self, index, spec: AnnSpec, trained_on: int = 0):
+    def __init__(self, index, spec: AnnSpec, trained_on: int = 0, generation: int | None = None):
         self._index = index
         self.spec = spec
         self.trained_on = trained_on
+        self.generation = generation  # the table version it was saved for (None: not recorded)
         self._gpu = None  # GPU copy for large query batches, dropped on every change
 
     @classmethod
@@ -311,12 +312,14 @@ class AnnIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write atomically (see `annfile.write`): a crash leaves the old file or the new one."""
+    def save(self, path: str | os.PathLike, generation: int | None = None) -> None:
+        """Write atomically (see `annfile.write`): a crash leaves the old file or the new one.
+        `generation`: the version of the table the vectors came from, kept in the file."""
         import faiss
 
+        self.generation = generation
         annfile.write(Path(path), faiss.serialize_index(self._index),
-                      {"spec": self.spec.to_dict(), "trained_on": self.trained_on})
+                      {"spec": self.spec.to_dict(), "trained_on": self.trained_on, "generation": generation})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AnnIndex:
@@ -332,4 +335,4 @@ class AnnIndex:
             raise IndexDirError(f"ANN index {path} is corrupt ({e}); delete it and rebuild") from e
         if index.d != spec.dim:
             raise IndexDirError(f"ANN index {path} is inconsistent (dim); delete it and rebuild")
-        return cls(index, spec, int(head["trained_on"]))
+        return cls(index, spec, int(head["trained_on"]), head.get("generation"))

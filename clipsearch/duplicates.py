@@ -91,21 +91,25 @@ def _stars(A) -> list[np.ndarray]:
     return out
 
 
-def near_groups(xb: np.ndarray, threshold: float, ann=None) -> list[np.ndarray]:
-    """Groups of rows of xb (N, D) float32 unit vectors, largest first (int64 row arrays).
+def near_groups(xb: np.ndarray, threshold: float, ann=None, rows: np.ndarray | None = None) -> list[np.ndarray]:
+    """Groups of rows of xb (N, D) float32 unit vectors, largest first (int64 arrays of positions
+    in `rows` when given: only those rows are grouped).
 
     `ann` (an AnnIndex over the same vectors) lends its IVF centroids as the cells of the
     self-join; without one, or when it is exact, cells are trained on xb by k-means.
     """
     xb = np.ascontiguousarray(xb, np.float32)
-    n_cells = selfjoin.cell_count(len(xb))
+    n = len(xb) if rows is None else len(rows)
+    n_cells = selfjoin.cell_count(n)
     if n_cells == 1:
-        cells = np.zeros((len(xb), 1), np.int64)
+        cells = np.zeros((n, 1), np.int64)
     else:
         C = ann.centroids() if ann is not None else None
-        cells = selfjoin.nearest_cells(xb, C if C is not None else selfjoin.train_cells(xb, n_cells))
-    i, j, s = selfjoin.pairs_above(xb, threshold, cells)
-    return star_groups(len(xb), i, j, s)
+        if C is None:
+            C = selfjoin.train_cells(xb if rows is None else xb[rows[:: max(1, n // (64 * n_cells))]], n_cells)
+        cells = selfjoin.nearest_cells(xb, C, rows=rows)
+    i, j, s = selfjoin.pairs_above(xb, threshold, cells, rows)
+    return star_groups(n, i, j, s)
 
 
 def merge_exact(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +129,7 @@ def group_rows(xb: np.ndarray, threshold: float, keys: np.ndarray | None = None,
     """Duplicate groups of rows of xb, largest first: rows with equal content `keys` are one image
     (grouped whatever their vectors), and images at or above `threshold` of a seed join it."""
     reps, node = merge_exact(np.full(len(xb), "") if keys is None else keys)
-    grouped = near_groups(xb[reps], threshold, ann)
+    grouped = near_groups(xb, threshold, ann, reps)
     order = np.argsort(node, kind="stable")
     bounds = np.searchsorted(node[order], np.arange(len(reps) + 1))
     rows_of = lambda n: order[bounds[n] : bounds[n + 1]]  # noqa: E731
@@ -156,21 +160,40 @@ def find_duplicates(index, threshold: float | None = None, folder: str | None = 
     if not 0 < threshold <= 1:
         raise InputError(f"the threshold is a cosine similarity in (0, 1], not {threshold}: "
                          f"try {Settings().duplicate_threshold}")
-    t = index.images.columns(_COLUMNS)
-    if folder is not None:
-        t = t.filter(_under_mask(t.column("path").to_pylist(), folder))
-    ids, xb = t.column("id").to_numpy().astype(np.int64), _vectors(t)
-    t = t.drop_columns(["vector"])
-    hashes = np.array([h or "" for h in t.column("hash").to_pylist()] if "hash" in t.column_names
-                      else [""] * len(ids), dtype=str)
-    groups = [g for g in group_rows(xb, threshold, hashes, index.ann()) if len(g) >= min_group]
+    meta, xb = _read(index.images, folder)
+    ids, hashes = meta["id"], meta["hash"]
+    groups = [g for g in group_rows(xb, threshold, hashes, index.images.ann()) if len(g) >= min_group]
     members = np.concatenate(groups) if groups else np.zeros(0, np.int64)
     rows = {}
     for s in range(0, len(members), 4096):  # paths as the OS spells them (path_raw)
         rows |= index.images.rows(ids[members[s : s + 4096]])
-    taken = _epoch(t.column("taken")) if "taken" in t.column_names else np.full(len(ids), np.nan)
-    mtime = t.column("mtime").to_numpy()
-    return [_group(g, xb, ids, rows, hashes, taken, mtime) for g in groups]
+    return [_group(g, xb, ids, rows, hashes, meta["taken"], meta["mtime"]) for g in groups]
+
+
+def _read(images, folder) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Columns (id, hash, mtime, taken) and (N, D) float32 vectors of the images (under `folder`),
+    read batch by batch into one array: the vectors are held once, not twice."""
+    import pyarrow as pa
+
+    xb = np.empty((len(images), images.dim), np.float32)
+    meta, at = {"id": [], "hash": [], "mtime": [], "taken": []}, 0
+    for b in images.batches(_COLUMNS):
+        if folder is not None:
+            b = b.filter(pa.array(_under_mask(b.column("path").to_pylist(), folder)))
+        if at + b.num_rows > len(xb):  # rows added since the count
+            xb = np.concatenate([xb, np.empty((at + b.num_rows - len(xb), xb.shape[1]), np.float32)])
+        col = b.column("vector")
+        xb[at : at + b.num_rows] = col.flatten().to_numpy(zero_copy_only=False).reshape(b.num_rows, -1)
+        at += b.num_rows
+        names = b.schema.names
+        meta["id"].append(b.column("id").to_numpy())
+        meta["hash"] += [h or "" for h in b.column("hash").to_pylist()] if "hash" in names else [""] * b.num_rows
+        meta["mtime"].append(b.column("mtime").to_numpy())
+        meta["taken"].append(_epoch(b.column("taken")) if "taken" in names else np.full(b.num_rows, np.nan))
+    out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in meta.items() if k != "hash"}
+    out["id"] = out["id"].astype(np.int64)
+    out["hash"] = np.array(meta["hash"], dtype=str)
+    return out, xb[:at]
 
 
 def _group(g, xb, ids, rows, hashes, taken, mtime) -> DuplicateGroup:
@@ -187,17 +210,6 @@ def _group(g, xb, ids, rows, hashes, taken, mtime) -> DuplicateGroup:
                            hashes[g[p]]) for p in order for r in [rs[p]])
     exact = bool(hashes[g[0]]) and bool((hashes[g] == hashes[g[0]]).all())
     return DuplicateGroup(members, reason, exact)
-
-
-def _vectors(t) -> np.ndarray:
-    """(N, D) float32 from the arrow column "vector", chunk by chunk (no second full copy)."""
-    col = t.column("vector")
-    xb = np.empty((len(t), col.type.list_size), np.float32)
-    at = 0
-    for chunk in col.chunks:
-        xb[at : at + len(chunk)] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), -1)
-        at += len(chunk)
-    return xb
 
 
 def _under_mask(paths: list[str], folder: str):

@@ -1,40 +1,33 @@
-"""The index: a directory joining the manifest, the LanceDB store and the FAISS ANN index.
+"""The index: a directory joining the manifest, the images collection and named text collections.
 
 Layout of an index directory:
-    manifest.json   schema version, model identity, ANN spec and generation
-    lance/          LanceDB tables (metadata + full vectors)
-    images.faiss    the ANN index over the images table's vectors
-The ANN index is derived data: its generation must equal the table version it was built from,
-otherwise it is rebuilt from the stored vectors (a crash between the two writes, a hand edit).
+    manifest.json        schema version, model identity, indexed roots
+    lance/               LanceDB tables: images, texts_<name>..., failures
+    images.faiss         the images' ANN index (with the table version it matches)
+    texts_<name>.faiss   each text collection's ANN index
+    write.lock           held by the one process writing (see `lock.WriteLock`)
+Writes go through a writable handle (`create_index`, or `open_index(..., writable=True)`); each
+takes the write lock, so a second writer is refused however it writes. Readers never write.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, replace
+import re
 from pathlib import Path
 
-import numpy as np
-
 from . import manifest as mf
-from .ann import RERANK_FACTOR, AnnIndex, choose_spec
-from .ann import rerank as rerank_exact
-from .errors import IndexDirError, ModelError
+from .collection import Collection
+from .errors import IndexDirError, InputError, ModelError
+from .lock import WriteLock
 from .model import ModelIdentity
-from .store import IMAGES, FailureTable, ImageTable, Row, Store
+from .store import IMAGES, FailureTable, Hit, ImageTable, Store, TextTable
 
-ANN_FILE = "images.faiss"
+TEXTS_PREFIX = "texts_"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result."""
-
-    path: str
-    score: float
-    id: int
-    width: int
-    height: int
+__all__ = ["Hit", "Index", "create_index", "open_index"]
 
 
 class Index:
@@ -42,12 +35,17 @@ class Index:
 
     def __init__(self, root: Path, manifest: mf.Manifest, store: Store, writable: bool):
         self.root, self.manifest, self.writable = root, manifest, writable
-        self.images = ImageTable(store.table(IMAGES, manifest.model.dim))
-        self.failures = FailureTable(store)  # files that could not be indexed, with why
-        self._ann: AnnIndex | None = None
-        self.nprobe: int | None = None  # search defaults of this handle: None = the spec's nprobe
-        self.rerank: int = RERANK_FACTOR
-        self.notes: list[str] = []  # what sync_ann did that a user should hear about
+        self.lock = WriteLock(root, on_acquire=self._start_writing)
+        self._store = store
+        table = store.open_table(IMAGES)
+        if table is None and writable:  # a crash right after the manifest was written
+            with WriteLock(root):
+                table = store.create_table(IMAGES, ImageTable(None, manifest.model.dim).schema)
+        legacy = manifest.legacy_ann.get("generation")
+        self.images = Collection(root, ImageTable(table, manifest.model.dim), store, self.lock, writable,
+                                 legacy_generation=lambda: legacy)
+        self.failures = FailureTable(store, self.lock)  # files that could not be indexed, with why
+        self._texts: dict[str, Collection] = {}
 
     @property
     def identity(self) -> ModelIdentity:
@@ -63,108 +61,103 @@ class Index:
                              f"not {identity.describe()}: query it without --model/--pretrained, or "
                              "build a separate index with --index DIR")
 
-    # --- writing -------------------------------------------------------------------------
+    # --- text collections --------------------------------------------------------------------
 
-    def add(self, rows: list[Row], xb: np.ndarray) -> None:
-        """Append rows (their ids are assigned here) with their vectors: one table commit, and
-        the same vectors added to the ANN index in memory (saved by `sync_ann`)."""
-        self._require_writable()
-        ann = self.ann()  # before the commit, so that loading it doesn't see a moved table
-        start = self.images.max_id() + 1
-        rows = [replace(r, id=start + i) for i, r in enumerate(rows)]
-        self.images.add(rows, xb)
-        if rows:
-            ann.add(xb, np.array([r.id for r in rows], np.int64))
+    def text_names(self) -> list[str]:
+        """Names of the text collections."""
+        return [n[len(TEXTS_PREFIX):] for n in self._store.names() if n.startswith(TEXTS_PREFIX)]
 
-    def remove(self, ids) -> None:
-        self._require_writable()
-        ann = self.ann()
-        self.images.delete_ids(ids)
-        ann.remove(np.asarray(ids, np.int64))
+    def texts(self, name: str | None = None, create: bool = False) -> Collection:
+        """The text collection `name` (the only one when None); with `create`, made when missing.
+        InputError, saying which exist, when there is no such collection."""
+        names = self.text_names()
+        if name is None:
+            if len(names) != 1:
+                raise InputError(_which_collection(self.root, names))
+            name = names[0]
+        check_name(name)
+        if name not in names and not create:
+            raise InputError(_which_collection(self.root, names, name))
+        if name not in self._texts:
+            self._texts[name] = self._text_collection(name)
+        coll = self._texts[name]
+        if create and not coll.table.exists:
+            with self.writing():
+                coll.table._create(self._store)
+        return coll
 
-    def reload(self) -> None:
-        """See what other processes committed: latest table version and manifest; ANN reloaded on use."""
-        self.images.refresh()
-        self.manifest = mf.read(self.root)
-        self._ann = None
+    def _text_collection(self, name: str) -> Collection:
+        table = TEXTS_PREFIX + name
+        sidecar = self.root / f"{table}.json"  # schema 2 kept the generation there
 
-    def add_roots(self, roots: list[str]) -> None:
-        self.manifest.roots = sorted(set(self.manifest.roots) | set(roots))
-        mf.write(self.root, self.manifest)
-
-    def sync_ann(self) -> str | None:
-        """Save the ANN index for the table's current version (atomically, then the manifest).
-
-        Rebuilds it first when the collection outgrew what it was trained on; returns a
-        sentence saying so, else None.
-        """
-        self._require_writable()
-        ann, note = self.ann(), None
-        if ann.needs_rebuild(len(ann)):
-            old = ann.spec.describe()
-            ann = self._ann = self._build_ann()
-            note = f"ANN index rebuilt for {len(ann)} images: {old} -> {ann.spec.describe()}"
-            self.notes.append(note)
-        ann.save(self.root / ANN_FILE)
-        self.manifest.ann = {"spec": ann.spec.to_dict(), "trained_on": ann.trained_on,
-                             "generation": self.images.version}
-        mf.write(self.root, self.manifest)
-        return note
-
-    # --- reading -------------------------------------------------------------------------
-
-    def search(self, xq: np.ndarray, k: int, nprobe: int | None = None,
-               rerank: int | None = None) -> list[list[Hit]]:
-        """(nq, D) float32 unit vectors -> per query the k best hits, best first.
-
-        An approximate index gives `rerank`·k candidates, re-scored exactly with the full
-        vectors from the table, so the top k are exact among the candidates.
-        """
-        ann = self.ann()
-        k = min(k, len(ann))
-        if k <= 0:
-            return [[] for _ in range(len(xq))]
-        xq = np.ascontiguousarray(xq, np.float32)
-        nprobe, rerank = nprobe or self.nprobe, rerank or self.rerank
-        exact = ann.spec.kind == "flat" or rerank <= 1
-        D, I = ann.search(xq, k if exact else min(len(ann), rerank * k), nprobe)
-        if not exact:
-            D, I = rerank_exact(xq, I, self.images.vectors_of, k)
-        rows = self.images.rows(np.unique(I[I >= 0]))
-        return [[Hit(rows[i].path, float(d), int(i), rows[i].width, rows[i].height)
-                 for d, i in zip(ds, ids) if i in rows] for ds, ids in zip(D, I)]
-
-    def ann(self) -> AnnIndex:
-        """The ANN index, loaded from disk, or rebuilt when it doesn't match the table."""
-        if self._ann is None:
-            self._ann = self._load_ann()
-        return self._ann
-
-    def info(self) -> dict:
-        ann = self.ann()
-        return {"index": str(self.root), "images": len(self), "model": self.identity.to_dict(),
-                "ann": ann.spec.describe(), "ann_spec": ann.spec.to_dict(),
-                "ann_trained_on": ann.trained_on, "schema_version": self.manifest.schema_version,
-                "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root)}
-
-    def _load_ann(self) -> AnnIndex:
-        if self.manifest.ann.get("generation") == self.images.version:
+        def legacy() -> int | None:
             try:
-                return AnnIndex.load(self.root / ANN_FILE)
-            except IndexDirError:
-                pass  # damaged file: the stored vectors are the truth, rebuild below
-        self._ann = self._build_ann()
-        if self.writable:  # a reader never writes: it rebuilds in memory only
-            self.sync_ann()
-        return self._ann
+                return json.loads(sidecar.read_text()).get("generation")
+            except (OSError, ValueError, AttributeError):
+                return None
 
-    def _build_ann(self) -> AnnIndex:
-        ids, xb = self.images.vectors()
-        return AnnIndex.build(xb, ids, choose_spec(len(ids), self.identity.dim))
+        return Collection(self.root, TextTable(table, self._store.open_table(table), self.identity.dim),
+                          self._store, self.lock, self.writable, legacy_generation=legacy)
 
-    def _require_writable(self) -> None:
+    # --- the directory as a whole -------------------------------------------------------------
+
+    def collections(self) -> list[Collection]:
+        return [self.images, *(self.texts(n) for n in self.text_names())]
+
+    def writing(self) -> WriteLock:
+        """The write lock, for a `with` block spanning several writes; IndexDirError if this handle
+        is read-only or another process is writing."""
         if not self.writable:
             raise IndexDirError(f"the index at {self.root} was opened read-only")
+        return self.lock
+
+    def _start_writing(self) -> None:
+        """Run when this handle takes the write lock: see what others committed, and bring an index
+        of an older schema up to this one before anything is written to it."""
+        self.reload()
+        if self.manifest.schema_version < mf.SCHEMA_VERSION:
+            self.upgrade()
+
+    def reload(self) -> None:
+        """See what other processes committed: the manifest and every collection's latest version."""
+        self.manifest = mf.read(self.root)
+        self.images.reload()
+        for coll in self._texts.values():
+            coll.reload()
+
+    def add_roots(self, roots: list[str]) -> None:
+        with self.writing():
+            self.manifest.roots = sorted(set(self.manifest.roots) | set(roots))
+            self.write_manifest()
+
+    def write_manifest(self) -> None:
+        """Save the manifest at this schema version (under the write lock)."""
+        with self.writing():
+            self.manifest.schema_version = mf.SCHEMA_VERSION
+            self.manifest.legacy_ann = {}
+            mf.write(self.root, self.manifest)
+
+    def upgrade(self) -> bool:
+        """Bring an index of an older schema up to this one, in place; True if it had to. Every
+        writer does it when it takes the lock."""
+        with self.writing():
+            changed = any([c.upgrade() for c in self.collections()])
+            if self.manifest.schema_version < mf.SCHEMA_VERSION or changed:
+                for coll in self.collections():  # the ANN files now carry their generation
+                    coll.sync()
+                for name in self.text_names():
+                    (self.root / f"{TEXTS_PREFIX}{name}.json").unlink(missing_ok=True)
+                self.write_manifest()
+                return True
+            return False
+
+    def info(self) -> dict:
+        images = self.images.info()
+        return {"index": str(self.root), "images": len(self), "model": self.identity.to_dict(),
+                "ann": images["ann"], "ann_spec": images["ann_spec"],
+                "ann_trained_on": images["ann_trained_on"], "schema_version": self.manifest.schema_version,
+                "texts": {n: len(self.texts(n)) for n in self.text_names()},
+                "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root)}
 
 
 def open_index(root: Path | str, writable: bool = False) -> Index:
@@ -176,7 +169,7 @@ def open_index(root: Path | str, writable: bool = False) -> Index:
     if writable and not os.access(root, os.W_OK):
         raise IndexDirError(f"the index directory {root} is not writable: fix its permissions "
                             "or pass another --index DIR")
-    return Index(root, manifest, Store(root / "lance"), writable)
+    return Index(root, manifest, Store(root / "lance", create=writable), writable)
 
 
 def create_index(root: Path | str, identity: ModelIdentity) -> Index:
@@ -193,9 +186,28 @@ def create_index(root: Path | str, identity: ModelIdentity) -> Index:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise IndexDirError(f"can't create the index directory {root}: {e}") from e
-    manifest = mf.Manifest(model=identity)
-    mf.write(root, manifest)  # first: a crash after this leaves a valid, empty index
-    return Index(root, manifest, Store(root / "lance"), writable=True)
+    with WriteLock(root):
+        mf.write(root, mf.Manifest(model=identity))  # first: a crash after this leaves a valid, empty index
+    return open_index(root, writable=True)
+
+
+def check_name(name: str) -> str:
+    """`name` if it can name a text collection; InputError otherwise."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InputError(f"{name!r} can't name a text collection: use letters, digits, '_', '-' "
+                         "or '.', starting with a letter or digit (at most 64)")
+    return name
+
+
+def _which_collection(root: Path, names: list[str], wanted: str | None = None) -> str:
+    if not names:
+        return (f"the index at {root} has no text collections: add one with "
+                "`clipsearch index-texts FILE --name NAME`")
+    if wanted is None:
+        return (f"the index has several text collections ({', '.join(names)}): "
+                "name one, e.g. --texts " + names[0])
+    return (f"no text collection {wanted!r} (there are: {', '.join(names)}): "
+            f"add it with `clipsearch index-texts FILE --name {wanted}`")
 
 
 def _disk_usage(root: Path) -> int:

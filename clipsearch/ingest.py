@@ -25,8 +25,6 @@ from .config import IMAGE_SUFFIXES, Settings
 from .errors import InputError
 from .files import Scan, display_path, scan, under
 from .index import Index
-from .lock import WriteLock
-from .manifest import SCHEMA_VERSION
 from .model import Encoder
 from .pool import DecodeMap
 from .store import Failure
@@ -87,10 +85,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
     index.check_model(encoder.identity)
     found = scan(roots)
     resolved = [str(os.path.realpath(r)) for r in roots]
-    with WriteLock(index.root):
-        index.reload()
-        if index.images.upgrade() or index.manifest.schema_version < SCHEMA_VERSION:
-            index.manifest.schema_version = SCHEMA_VERSION  # written with the roots at the end
+    with index.writing():  # upgrades an index of an older schema first
         work = _plan(index, found, resolved, functools.partial(decode_map, hash_file))
         summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
                           skipped_dirs=found.skipped)
@@ -101,9 +96,9 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")
-        index.sync_ann()
+        index.images.sync()
         index.add_roots(resolved)
-        summary.notes = list(index.notes)
+        summary.notes = list(index.images.notes)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -115,19 +110,19 @@ def remove_paths(index: Index, paths: list[str]) -> int:
     """
     targets = sorted({t for p in paths for t in (os.path.abspath(os.path.expanduser(p)),
                                                   os.path.realpath(os.path.expanduser(p)))})
-    with WriteLock(index.root):
-        index.reload()
+    with index.writing():
         ids = [r.id for r in index.images.all_rows() if under(r.path, targets)]
         failures = index.failures.all()
         kept = [f for f in failures if not under(f.path, targets)]
         if not ids and len(kept) == len(failures):
             raise InputError(f"nothing in the index is at or under {', '.join(map(display_path, paths))}: "
                              "`clipsearch info` lists the indexed folders")
-        index.remove(ids)
+        index.images.remove(ids)
         if len(kept) < len(failures):
             index.failures.replace(kept)
         index.manifest.roots = [r for r in index.manifest.roots if not under(r, targets)]
-        index.sync_ann()  # writes the manifest too
+        index.images.sync()
+        index.write_manifest()
     return len(ids)
 
 
@@ -142,9 +137,9 @@ def _plan(index: Index, found: Scan, roots: list[str], hash_many) -> Changes:
 def _relink(index: Index, work: Changes, checkpoint: Checkpoint) -> int:
     """Moved and touched files under their new metadata, then gone and stale rows out; how many went."""
     if work.relinked:
-        index.add(work.relinked, index.images.vectors_of(np.asarray(work.relinked_from, np.int64)))
+        index.images.add(work.relinked, index.images.vectors_of(np.asarray(work.relinked_from, np.int64)))
         checkpoint("relinked")
-    index.remove(work.relinked_from + work.gone + work.stale)
+    index.images.remove(work.relinked_from + work.gone + work.stale)
     if work.failures_dropped:
         index.failures.replace(list(work.failures.values()))  # without retried and gone files
     checkpoint("cleaned")
@@ -168,7 +163,7 @@ def _encode(index: Index, encoder: Encoder, work: Changes, summary: Summary, dec
                 write = _hand_over(writer, write, _commit, index, pending, work, summary, checkpoint)
                 pending = Batch([], pending.vectors[:0], [])
             if time.monotonic() - last_sync > ANN_SYNC_EVERY_S:
-                write = _hand_over(writer, write, index.sync_ann)
+                write = _hand_over(writer, write, index.images.sync)
                 last_sync = time.monotonic()
             if on_progress:
                 on_progress(done, len(work.todo))
@@ -186,14 +181,14 @@ def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, check
     """One group: new rows in, failure records replaced, then the rows they supersede out."""
     if not pending.rows and not pending.failures:
         return
-    index.add(pending.rows, pending.vectors)
+    index.images.add(pending.rows, pending.vectors)
     checkpoint("added")
     if pending.failures:
         work.failures |= {f.path: f for f in pending.failures}
         index.failures.replace(list(work.failures.values()))
         checkpoint("failures")
     paths = [r.path for r in pending.rows] + [f.path for f in pending.failures]
-    index.remove([work.replaced[p] for p in paths if p in work.replaced])
+    index.images.remove([work.replaced[p] for p in paths if p in work.replaced])
     checkpoint("removed")
     summary.changed += sum(r.path in work.replaced for r in pending.rows)
     summary.new += sum(r.path not in work.replaced for r in pending.rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from .errors import IndexDirError
 
@@ -11,18 +12,48 @@ LOCK_FILE = "write.lock"
 
 
 class WriteLock:
-    """An exclusive, non-blocking lock on ROOT/write.lock, held as a context manager.
+    """An exclusive, non-blocking lock on ROOT/write.lock; a reentrant context manager.
 
     An OS file lock (flock): the kernel drops it when its holder exits however it exits, SIGKILL
     included, so a killed run never leaves a stale lock behind. The file itself stays (removing it
-    would race with the next locker) and names the last holder's pid.
+    would race with the next locker) and names the last holder's pid. Nested `with` blocks of one
+    holder share the lock; `on_acquire` runs when it is first taken (to see what others committed).
     """
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, on_acquire: Callable[[], None] = lambda: None):
         self.root = Path(root)
+        self._on_acquire = on_acquire
         self._fd: int | None = None
+        self._depth = 0
+
+    @property
+    def held(self) -> bool:
+        return self._depth > 0
 
     def __enter__(self) -> "WriteLock":
+        self._depth += 1
+        if self._depth == 1:
+            self._fd = self._acquire_or_back_out()
+            try:
+                self._on_acquire()
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._release()
+
+    def _acquire_or_back_out(self) -> int:
+        try:
+            return self._acquire()
+        except BaseException:
+            self._depth -= 1
+            raise
+
+    def _acquire(self) -> int:
         import fcntl
 
         path = self.root / LOCK_FILE
@@ -41,10 +72,9 @@ class WriteLock:
                                 "keep working meanwhile)") from e
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        return self
+        return fd
 
-    def __exit__(self, *exc) -> None:
+    def _release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the lock
             self._fd = None

@@ -10,7 +10,9 @@ from .durable import atomic_write
 from .errors import IndexDirError
 from .model import ModelIdentity
 
-SCHEMA_VERSION = 2  # 2: content hash + raw path columns, failures table
+#: 2: content hash + raw path columns, failures table. 3: every collection's ANN file carries its
+#: generation (was manifest "ann" / texts_<name>.json), BTREE index on id.
+SCHEMA_VERSION = 3
 FILENAME = "manifest.json"
 
 
@@ -18,12 +20,14 @@ FILENAME = "manifest.json"
 class Manifest:
     model: ModelIdentity
     schema_version: int = SCHEMA_VERSION
-    ann: dict = field(default_factory=dict)  # {"spec": AnnSpec dict, "generation": table version}
     roots: list[str] = field(default_factory=list)  # folders ever indexed, resolved
+    legacy_ann: dict = field(default_factory=dict)  # schema <= 2: the images' ANN state ("ann")
 
     def to_json(self) -> str:
         d = asdict(self)
         d["model"] = self.model.to_dict()
+        if legacy := d.pop("legacy_ann"):
+            d["ann"] = legacy
         return json.dumps(d, indent=2, sort_keys=True)
 
 
@@ -44,7 +48,7 @@ def read(root: Path) -> Manifest:
                             f"{version} > {SCHEMA_VERSION}): upgrade clipsearch to use it")
     try:
         return Manifest(model=ModelIdentity.from_dict(d["model"]), schema_version=version,
-                        ann=d.get("ann", {}), roots=d.get("roots", []))
+                        roots=d.get("roots", []), legacy_ann=d.get("ann", {}))
     except (KeyError, TypeError) as e:
         raise IndexDirError(f"{path} is damaged ({e}): re-create the index into a new --index DIR") from e
 

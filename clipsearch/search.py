@@ -9,7 +9,8 @@ from PIL import Image
 
 from .errors import ImageError, InputError
 from .image import load_image, to_pixels
-from .index import Hit, Index
+from .index import Index
+from .store import Hit
 from .model import Encoder
 
 
@@ -31,9 +32,7 @@ class Searcher:
 
     def by_vector(self, v: np.ndarray, k: int) -> list[Hit]:
         """(D,) float32 unit vector -> the k best hits, best first."""
-        if k < 1:
-            raise InputError(f"--top must be at least 1 (got {k})")
-        return self.index.search(np.asarray(v, np.float32)[None, :], k)[0]
+        return self.index.images.search(np.asarray(v, np.float32)[None, :], k)[0]
 
     def embed_image(self, path: str | Path) -> np.ndarray:
         """(D,) float32 unit vector of the image file at `path`."""

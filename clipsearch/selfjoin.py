@@ -21,8 +21,8 @@ import numpy as np
 PROBES = 2
 #: Below this many vectors every pair is compared (one cell): 4096² products take ~1 s on 2 cores.
 ALL_PAIRS_MAX = 4096
-#: Vectors per block of a matrix product: bounds temporaries at ~128 MB.
-BLOCK = 65_536
+#: Vectors per block of a matrix product: bounds its temporaries to ~130 MB at 2048 cells.
+BLOCK = 16_384
 
 
 def cell_count(n: int) -> int:
@@ -44,19 +44,23 @@ def train_cells(xb: np.ndarray, n_cells: int, seed: int = 0) -> np.ndarray:
     return km.centroids
 
 
-def nearest_cells(xb: np.ndarray, C: np.ndarray, probes: int = PROBES) -> np.ndarray:
-    """(N, probes) int64: for each row of xb, its `probes` best cells by inner product, best first."""
+def nearest_cells(xb: np.ndarray, C: np.ndarray, probes: int = PROBES, rows: np.ndarray | None = None) -> np.ndarray:
+    """(n, probes) int64: for each row of xb (those of `rows` if given), its `probes` best cells by
+    inner product, best first."""
     probes = min(probes, len(C))
-    out = np.empty((len(xb), probes), np.int64)
-    for s in range(0, len(xb), BLOCK):
-        S = xb[s : s + BLOCK] @ C.T
-        out[s : s + BLOCK] = _top(S, probes)
+    n = len(xb) if rows is None else len(rows)
+    out = np.empty((n, probes), np.int64)
+    for s in range(0, n, BLOCK):
+        x = xb[s : s + BLOCK] if rows is None else xb[rows[s : s + BLOCK]]
+        out[s : s + BLOCK] = _top(x @ C.T, probes)
     return out
 
 
-def pairs_above(xb: np.ndarray, threshold: float, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, s): every pair of rows i < j of xb (N, D) float32 unit vectors with cos >= threshold
-    that share a cell, where `cells` (N, p) lists each row's cells, best first; s float32 exact."""
+def pairs_above(xb: np.ndarray, threshold: float, cells: np.ndarray,
+                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, s): every pair i < j of the rows of xb (N, D) float32 unit vectors (positions in
+    `rows` if given, which saves copying them) with cos >= threshold that share a cell, where
+    `cells` (n, p) lists each one's cells, best first; s float32 exact."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
@@ -66,7 +70,7 @@ def pairs_above(xb: np.ndarray, threshold: float, cells: np.ndarray) -> tuple[np
     by_any = _buckets(cells.ravel(), n_cells)
 
     def join(c: int):
-        return _join_cell(xb, threshold, by_first[c], by_any[c] // cells.shape[1])
+        return _join_cell(xb, threshold, by_first[c], by_any[c] // cells.shape[1], rows)
 
     # One BLAS thread per cell, cells in parallel: the products are small (a few hundred rows), and
     # multi-threaded OpenBLAS on them ran 10x slower on a busy 2-core machine (thread hand-offs).
@@ -77,12 +81,13 @@ def pairs_above(xb: np.ndarray, threshold: float, cells: np.ndarray) -> tuple[np
     return _unique_pairs(I, J, S)
 
 
-def _join_cell(xb, threshold, P, Q):
-    """Pairs at or above threshold between rows P (this cell first) and Q (this cell among theirs)."""
+def _join_cell(xb, threshold, P, Q, rows):
+    """Pairs at or above threshold between P (this cell first) and Q (this cell among theirs)."""
     out = [], [], []
+    xq = xb[Q] if rows is None else xb[rows[Q]]
     for s in range(0, len(P), 2048):  # bounds the (|P|, |Q|) block of a crowded cell
         p = P[s : s + 2048]
-        G = xb[p] @ xb[Q].T
+        G = (xb[p] if rows is None else xb[rows[p]]) @ xq.T
         a, b = np.nonzero(G >= threshold)
         out[0].append(p[a]), out[1].append(Q[b]), out[2].append(G[a, b])
     return tuple(np.concatenate(o) if o else np.zeros(0) for o in out)

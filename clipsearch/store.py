@@ -1,4 +1,9 @@
-"""The store: one LanceDB table per collection, each row a file's metadata with its full vector."""
+"""The store: LanceDB tables in the index directory, each row a record with its full vector.
+
+A reader never writes: `Store.open_table` returns None for a table that doesn't exist yet, and a
+`VectorTable` over None is empty. Writes go through `clipsearch.collection.Collection`, which holds
+the index's write lock and keeps the ANN index in step.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,26 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Hit:
+    """One image found for a query."""
+
+    path: str
+    score: float
+    id: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class TextHit:
+    """One text found for a query."""
+
+    text: str
+    score: float
+    id: int
+
+
+@dataclass(frozen=True)
 class Failure:
     """A file that could not be indexed, and why; (size, mtime) tell when it is worth a retry."""
 
@@ -53,6 +78,13 @@ def image_schema(dim: int):
     ])
 
 
+def text_schema(dim: int):
+    import pyarrow as pa
+
+    return pa.schema([pa.field("id", pa.int64()), pa.field("text", pa.string()),
+                      pa.field("vector", pa.list_(pa.float32(), dim))])
+
+
 def failure_schema():
     import pyarrow as pa
 
@@ -65,148 +97,224 @@ def failure_schema():
 class Store:
     """LanceDB tables in one directory (embedded, no server)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, create: bool):
+        """`create`: a writer's store, whose directory is made when missing; a reader's store of a
+        directory that doesn't exist yet is empty (lancedb would create it)."""
         import lancedb
 
+        self._db = None
+        if not create and not root.exists():
+            return
         try:
             self._db = lancedb.connect(str(root))
         except Exception as e:  # lancedb wraps OS errors in several types
             raise IndexDirError(f"can't open the index store at {root}: {e}. "
                                 "Check the directory's permissions") from e
 
-    def table(self, name: str, dim: int, schema=None):
-        """The table `name`, created empty (`schema`, else the images') for `dim`-d vectors when missing
-        (opened as it is if not: a schema-1 table lacks the newer columns until `ImageTable.upgrade`)."""
+    def open_table(self, name: str):
+        """The LanceDB table `name`, or None when it doesn't exist (nothing is created)."""
+        if self._db is None:
+            return None
         try:
             return self._db.open_table(name)
-        except ValueError:  # lancedb: "Table 'images' was not found"
-            return self._db.create_table(name, schema=schema or image_schema(dim), exist_ok=True)
+        except (ValueError, FileNotFoundError):  # lancedb: "Table 'images' was not found"
+            return None
+
+    def create_table(self, name: str, schema):
+        """The table `name`, created empty with `schema` when missing (writers only)."""
+        return self._db.create_table(name, schema=schema, exist_ok=True)
 
     def names(self) -> list[str]:
         """Names of the tables in the store."""
         out, token = [], None
-        while True:
+        while self._db is not None:
             page = self._db.list_tables(page_token=token)
             out += page.tables
             if not (token := page.page_token):
-                return sorted(out)
-
-    def failures_table(self, create: bool):
-        """The failures table; None when it doesn't exist and `create` is False (a reader never writes)."""
-        if create:
-            return self._db.create_table(FAILURES, schema=failure_schema(), exist_ok=True)
-        try:
-            return self._db.open_table(FAILURES)
-        except (ValueError, FileNotFoundError):  # lancedb: "Table 'failures' was not found"
-            return None
+                break
+        return sorted(out)
 
 
-class ImageTable:
-    """Typed access to the images table: rows in, rows and vectors out."""
+class VectorTable:
+    """A table of (id, record columns..., vector): what images and text collections share.
 
-    def __init__(self, table):
-        self._t = table
+    Lookups by id go through a BTREE scalar index on `id` (see `ensure_id_index`), so they cost
+    O(k log N) and not a scan of the table.
+    """
 
-    def upgrade(self) -> bool:
-        """Add the columns a schema-1 table lacks (empty); True if it had to."""
-        missing = {c: sql for c, sql in _ADDED.items() if c not in self._t.schema.names}
-        if missing:
-            self._t.add_columns(missing)
-        return bool(missing)
+    def __init__(self, name: str, table, schema):
+        self.name, self._t, self.schema = name, table, schema
 
-    def fragments(self) -> int:
-        """How many small fragments the table holds (one per commit until compacted)."""
-        return int(self._t.stats()["fragment_stats"]["num_small_fragments"])
+    @property
+    def exists(self) -> bool:
+        return self._t is not None
 
     @property
     def version(self) -> int:
-        return int(self._t.version)
+        return int(self._t.version) if self._t is not None else 0
+
+    @property
+    def dim(self) -> int:
+        return self.schema.field("vector").type.list_size
 
     def __len__(self) -> int:
-        return self._t.count_rows()
+        return self._t.count_rows() if self._t is not None else 0
 
     def refresh(self) -> None:
         """See the latest committed state (another process may have written)."""
-        self._t.checkout_latest()
-
-    def add(self, rows: list[Row], xb: np.ndarray) -> None:
-        """Append rows with their (N, D) float32 vectors in one commit."""
-        import pyarrow as pa
-
-        if not rows:
-            return
-        cols = _path_columns([r.path for r in rows])
-        cols |= {name: [getattr(r, name) for r in rows] for name in _META if name not in ("path", "hash")}
-        cols["hash"] = [r.hash or None for r in rows]
-        cols = {c: v for c, v in cols.items() if c in self._t.schema.names}  # a schema-1 table: fewer
-        flat = pa.array(np.ascontiguousarray(xb, np.float32).ravel())
-        cols["vector"] = pa.FixedSizeListArray.from_arrays(flat, xb.shape[1])
-        self._t.add(pa.table(cols, schema=self._t.schema))
-
-    def delete_ids(self, ids) -> None:
-        if len(ids):
-            self._t.delete(f"id IN ({','.join(str(int(i)) for i in ids)})")
-
-    def rows(self, ids) -> dict[int, Row]:
-        """Rows by id (missing ids are absent from the result)."""
-        if len(ids) == 0:
-            return {}
-        rows = self._rows(f"id IN ({','.join(str(int(i)) for i in ids)})")
-        return {r.id: r for r in rows}
-
-    def all_rows(self) -> list[Row]:
-        return self._rows(None)
+        if self._t is not None:
+            self._t.checkout_latest()
 
     def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
         """(ids (N,) int64, vectors (N, D) float32), all of them or those of `ids`."""
-        where = None if ids is None else f"id IN ({','.join(str(int(i)) for i in ids) or '-1'})"
-        t = self._query(where, ["id", "vector"])
-        dim = t.schema.field("vector").type.list_size
+        t = self._query(None if ids is None else _id_filter(ids), ["id", "vector"])
         xb = t.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        return t.column("id").to_numpy().astype(np.int64), xb.reshape(-1, dim).astype(np.float32)
+        return t.column("id").to_numpy().astype(np.int64), xb.reshape(-1, self.dim).astype(np.float32)
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids), D) float32 vectors in the order of `ids`; zeros for ids no longer stored."""
+        ids = np.asarray(ids, np.int64)
         found, xb = self.vectors(ids)
-        out = np.zeros((len(ids), xb.shape[1]), np.float32)
-        pos = {int(i): n for n, i in enumerate(found)}
-        for n, i in enumerate(ids):
-            if int(i) in pos:
-                out[n] = xb[pos[int(i)]]
+        out = np.zeros((len(ids), self.dim), np.float32)
+        order = np.argsort(found)
+        pos = np.searchsorted(found[order], ids)
+        ok = pos < len(found)
+        ok[ok] = found[order][pos[ok]] == ids[ok]
+        out[ok] = xb[order[pos[ok]]]
         return out
 
-    def columns(self, names) -> "pa.Table":
-        """Those of the named columns the table has, for every row, as one arrow table."""
-        return self._query(None, [c for c in names if c in self._t.schema.names])
+    def batches(self, names, size: int = 65_536):
+        """Those of the named columns the table has, for every row, as arrow record batches (a
+        full read that never holds more than one batch more than the caller keeps)."""
+        names = [c for c in names if c in self.schema.names]
+        if self._t is None:
+            yield from self._query(None, names).to_batches()
+            return
+        yield from self._t.search().select(names).limit(None).to_batches(size)
 
     def max_id(self) -> int:
-        ids = self._query(None, ["id"]).column("id").to_numpy()
-        return int(ids.max()) if len(ids) else -1
+        if self._t is None or self._t.count_rows() == 0:
+            return -1
+        import pyarrow.compute as pc
 
-    def compact(self) -> None:
-        """Merge the small fragments that batch commits leave behind."""
+        return int(pc.max(self._query(None, ["id"]).column("id")).as_py())
+
+    def fragments(self) -> int:
+        """How many small fragments the table holds (one per commit until compacted)."""
+        return int(self._t.stats()["fragment_stats"]["num_small_fragments"]) if self._t is not None else 0
+
+    # --- writes: called by Collection, under the index's write lock ------------------------
+
+    def _create(self, store: Store) -> None:
+        if self._t is None:
+            self._t = store.create_table(self.name, self.schema)
+
+    def _append(self, columns: dict, ids: np.ndarray, xb: np.ndarray) -> None:
+        import pyarrow as pa
+
+        flat = pa.array(np.ascontiguousarray(xb, np.float32).ravel())
+        columns = {"id": np.asarray(ids, np.int64), **columns,
+                   "vector": pa.FixedSizeListArray.from_arrays(flat, xb.shape[1])}
+        names = self._t.schema.names
+        self._t.add(pa.table({c: v for c, v in columns.items() if c in names}, schema=self._t.schema))
+
+    def _delete(self, ids) -> None:
+        if len(ids):
+            self._t.delete(_id_filter(ids))
+
+    def _compact(self) -> None:
+        """Merge small fragments and bring the id index up to date (LanceDB optimize)."""
         self._t.optimize()
 
-    def _rows(self, where: str | None) -> list[Row]:
-        names = self._t.schema.names
-        t = self._query(where, [c for c in (*_META, "path_raw") if c in names]).to_pylist()
-        return [Row(**_path_from_columns(r)) for r in t]
+    def _ensure_id_index(self) -> bool:
+        """Build the BTREE index on `id` if the table lacks it (an older index); True if it did."""
+        if self._t is None or self._t.count_rows() == 0:
+            return False
+        if any(list(i.columns) == ["id"] for i in self._t.list_indices()):
+            return False
+        from lancedb.index import BTree
+
+        self._t.create_index("id", config=BTree(), replace=False)
+        return True
 
     def _query(self, where: str | None, columns: list[str]):
+        import pyarrow as pa
+
+        if self._t is None:
+            return pa.table({c: pa.array([], self.schema.field(c).type) for c in columns})
         q = self._t.search().select(columns)
         if where:
             q = q.where(where)
         return q.limit(None).to_arrow()
 
 
+class ImageTable(VectorTable):
+    """The images table: `Row`s in, rows and vectors out."""
+
+    def __init__(self, table, dim: int):
+        super().__init__(IMAGES, table, table.schema if table is not None else image_schema(dim))
+
+    def rows(self, ids) -> dict[int, Row]:
+        """Rows by id (missing ids are absent from the result)."""
+        return {} if len(ids) == 0 else {r.id: r for r in self._rows(_id_filter(ids))}
+
+    def all_rows(self) -> list[Row]:
+        return self._rows(None)
+
+    def hits(self, ids, scores) -> list[Hit]:
+        found = self.rows(ids)
+        return [Hit(r.path, float(s), r.id, r.width, r.height)
+                for i, s in zip(ids, scores) if (r := found.get(int(i)))]
+
+    def _rows(self, where: str | None) -> list[Row]:
+        names = self.schema.names
+        t = self._query(where, [c for c in (*_META, "path_raw") if c in names]).to_pylist()
+        return [Row(**_path_from_columns(r)) for r in t]
+
+    def _columns(self, rows: list[Row]) -> dict:
+        cols = _path_columns([r.path for r in rows])
+        cols |= {name: [getattr(r, name) for r in rows] for name in _META if name not in ("id", "path", "hash")}
+        return cols | {"hash": [r.hash or None for r in rows]}
+
+    def _upgrade(self) -> bool:
+        """Add the columns a schema-1 table lacks (empty); True if it had to."""
+        missing = {c: sql for c, sql in _ADDED.items() if c not in self._t.schema.names}
+        if missing:
+            self._t.add_columns(missing)
+            self.schema = self._t.schema
+        return bool(missing)
+
+
+class TextTable(VectorTable):
+    """A text collection's table: texts in, texts and vectors out."""
+
+    def __init__(self, name: str, table, dim: int):
+        super().__init__(name, table, table.schema if table is not None else text_schema(dim))
+
+    def texts(self, ids=None) -> dict[int, str]:
+        """id -> text, for all rows or those of `ids`."""
+        t = self._query(None if ids is None else _id_filter(ids), ["id", "text"])
+        return dict(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+
+    def hits(self, ids, scores) -> list[TextHit]:
+        found = self.texts(ids)
+        return [TextHit(found[int(i)], float(s), int(i)) for i, s in zip(ids, scores) if int(i) in found]
+
+    def _columns(self, texts: list[str]) -> dict:
+        return {"text": list(texts)}
+
+    def _upgrade(self) -> bool:
+        return False
+
+
 class FailureTable:
     """The files that could not be indexed: loaded whole, replaced whole (one commit, small)."""
 
-    def __init__(self, store: Store):
-        self._store = store
+    def __init__(self, store: Store, lock):
+        self._store, self._lock = store, lock
 
     def all(self) -> list[Failure]:
-        t = self._store.failures_table(create=False)
+        t = self._store.open_table(FAILURES)
         if t is None:
             return []
         rows = t.search().limit(None).to_arrow().to_pylist()
@@ -214,12 +322,21 @@ class FailureTable:
 
     def replace(self, failures: list[Failure]) -> None:
         """Store exactly `failures`, atomically (readers see the old list or the new one)."""
+        with self._lock:
+            t = self._store.create_table(FAILURES, failure_schema())
+            self._write(t, failures)
+
+    def _write(self, t, failures: list[Failure]) -> None:
         import pyarrow as pa
 
-        t = self._store.failures_table(create=True)
         cols = _path_columns([f.path for f in failures])
         cols |= {c: [getattr(f, c) for f in failures] for c in ("reason", "size", "mtime")}
         t.add(pa.table(cols, schema=failure_schema()), mode="overwrite")
+
+
+def _id_filter(ids) -> str:
+    """A SQL filter on ids; ints only, so no value reaches it as text."""
+    return f"id IN ({','.join(str(int(i)) for i in np.unique(np.asarray(ids, np.int64))) or '-1'})"
 
 
 def _path_columns(paths: list[str]) -> dict[str, list]:

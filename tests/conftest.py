@@ -1,7 +1,8 @@
-"""Shared fixtures: the tiny test model and a folder of synthetic shape images."""
+"""Shared fixtures: the tiny test model, the shape images, and indexes of them built once a session."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import NamedTuple
 import pytest
 
 import shapes
+from clirun import CAPTIONS, Cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -42,3 +44,40 @@ def shapes_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shapes")
     shapes.write_folder(root, n_per_label=2, size=64)
     return root
+
+
+@pytest.fixture(scope="session")
+def captions_file(tmp_path_factory) -> Path:
+    """Every shape's caption ("a red circle"), one a line."""
+    path = tmp_path_factory.mktemp("captions") / "captions.txt"
+    path.write_text("\n".join(CAPTIONS) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shapes_index(tiny_model, shapes_dir, captions_file, tmp_path_factory) -> Path:
+    """An index of the shape images with a "captions" collection of every shape's caption (read-only:
+    tests that change an index take a copy, see `cli`)."""
+    cli = Cli(tiny_model, tmp_path_factory.mktemp("shapes-index") / "index")
+    cli("index", shapes_dir, "--workers", "1", "--quiet", ok=True)
+    cli("index-texts", captions_file, ok=True)
+    return cli.index_dir
+
+
+@pytest.fixture
+def cli(tiny_model, shapes_index, tmp_path) -> Cli:
+    """The CLI on a private copy of `shapes_index` (tests may change it)."""
+    shutil.copytree(shapes_index, tmp_path / "index")
+    return Cli(tiny_model, tmp_path / "index")
+
+
+@pytest.fixture
+def fresh_cli(tiny_model, tmp_path) -> Cli:
+    """The CLI on an index directory that doesn't exist yet."""
+    return Cli(tiny_model, tmp_path / "index")
+
+
+@pytest.fixture(scope="session")
+def ui_index(shapes_index) -> Path:
+    """The index the UI tests (test_app, test_browser) open; they only read it."""
+    return shapes_index

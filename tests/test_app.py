@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from clipsearch import InputError, Searcher, Settings, create_index, load_encoder
 from clipsearch.thumbnail import Thumbnails
-from ui_support import APP, build_index, ui_index  # noqa: F401  (ui_index is a fixture)
+from clirun import image_of
+from ui_support import APP, build_index
 
 from clipsearch.app import query, views, zeroshot
 
@@ -85,15 +88,39 @@ def test_similar_button_searches_with_that_image(page):
     assert _results(page)[0] == target and _scores(page)[0] == pytest.approx(1.0, abs=1e-3)
 
 
-def test_labels_are_classified_and_text_collections_degrade(page):
+def test_labels_are_classified_and_text_collections_ranked(page, cli, shapes_dir):
     _search(page, "a yellow star")
+    target = _results(page)[0]
     [b for b in page.button if b.key and b.key.startswith("like-")][0].click().run()
     page.text_input(key="labels").input("blue square, yellow star, red circle").run()
     _assert_clean(page)
     texts = [t.value for t in page.main.text]
     assert "most likely: yellow star" in " ".join(texts)
     assert page.get("vega_lite_chart") or page.get("arrow_vega_lite_chart")  # the bar chart
-    assert zeroshot.NO_TEXTS in [i.value for i in page.info]
+    assert "texts in captions, best first:" in texts
+    table = page.main.dataframe[0].value  # the captions ranked as `query --image --texts` ranks them
+    expected = cli.json("query", "--image", shapes_dir / target, "--texts", "captions", "-k", str(Settings().top_k))
+    assert table["text"].tolist() == [h["text"] for h in expected]
+    assert table["calibrated"].tolist() == pytest.approx([h["calibrated"] for h in expected], abs=1e-3)
+
+
+@pytest.mark.parametrize("typed", ["2:red circle - square", "a blue star + {image}", "- green"])
+def test_the_page_reads_queries_as_the_cli_does(page, cli, shapes_dir, typed):
+    """Query algebra means the same in both: weights, + and -, and image terms (inside the indexed
+    folders) give the CLI's results, in its order, with its scores."""
+    typed = typed.format(image=image_of(shapes_dir, "yellow", "circle"))
+    page.slider(key="k").set_value(8).run()
+    _search(page, typed)
+    expected = cli.json("query", *shlex.split(typed), "-k", "8")
+    assert _results(page) == [Path(h["path"]).name for h in expected]
+    assert _scores(page) == pytest.approx([h["score"] for h in expected], abs=1e-3)
+
+
+def test_image_terms_outside_the_indexed_folders_are_refused(page, tmp_path, shapes_dir):
+    outside = tmp_path / "elsewhere.png"
+    shutil.copy(image_of(shapes_dir, "red", "circle"), outside)
+    _search(page, f"a cat + {outside}")
+    assert "not inside the indexed folders" in page.error[0].value and not _results(page)
 
 
 def test_index_panel_tells_what_the_index_holds(page, shapes_dir):

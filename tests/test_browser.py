@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 import shapes
-from ui_support import ui_index  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clipsearch import CLASSIFY_TEMPLATES, Classifier, InputError, classify_files, classify_index, load_encoder, open_index
-from clirun import cli, image_of, shapes_index  # noqa: F401  (fixtures)
+from clirun import image_of
 from shapes import LABELS
 
 NAMES = [f"{c} {s}" for c, s in LABELS]
@@ -129,7 +129,9 @@ def test_a_broken_file_is_skipped_with_its_reason(cli, shapes_dir, tmp_path):
     shutil.copy(image_of(shapes_dir, "red", "circle"), tmp_path)
     result = cli("classify", tmp_path, "--labels", "red circle,blue star")
     assert result.exit_code == 0 and "skipped" in result.output and "broken.png" in result.output
-    assert "only broken" not in cli.fails("classify", tmp_path / "broken.png", "--labels", "a,b")
+    only_broken = cli.fails("classify", tmp_path / "broken.png", "--labels", "a,b")
+    assert "skipped" in only_broken and "broken.png" in only_broken  # the reason, then why it stops:
+    assert "no image could be classified" in only_broken
 
 
 @pytest.mark.parametrize("args, message", [

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,25 +68,12 @@ def plant(root: Path) -> dict[str, list[str]]:
     return families
 
 
-class DupesCli(Cli):
-    """`dupes` takes no model options (it reads stored vectors); everything else gets them."""
-
-    def __call__(self, *args):
-        if args[0] != "dupes":
-            return super().__call__(*args)
-        model_args, self.model_args = self.model_args, []
-        try:
-            return super().__call__(*args)
-        finally:
-            self.model_args = model_args
-
-
 @pytest.fixture(scope="module")
 def planted(tiny_model, tmp_path_factory):
     """(Cli over an index of the planted folder, the folder, {original: duplicates})."""
     root = tmp_path_factory.mktemp("dupes")
     families = plant(root / "photos")
-    cli = DupesCli(tiny_model, root / "index")
+    cli = Cli(tiny_model, root / "index")
     result = cli("index", root / "photos", "--workers", "1", "--quiet")
     assert result.exit_code == 0, result.output
     return cli, root / "photos", families
@@ -241,6 +229,55 @@ def test_dates_taken_are_read_from_text_timestamps_and_numbers():
 
     text = _epoch(pa.chunked_array([["2024:05:01 10:00:00", None, "2024-05-01T10:00:01", "junk"]]))
     assert text[0] + 1 == text[2] and np.isnan(text[[1, 3]]).all()
-    stamps = _epoch(pa.chunked_array([pa.array([0, None], pa.timestamp("ms"))]))
+    stamps = _epoch(pa.array([0, None], pa.timestamp("ms")))  # a record batch's column
     assert stamps[0] == 0 and np.isnan(stamps[1])
     assert _epoch(pa.chunked_array([[1.5, None]]))[0] == 1.5
+
+
+# --- collapsed results: the CLI and the page ---------------------------------------------------
+
+def test_query_collapse_shows_one_image_per_group_with_its_size(planted):
+    cli, photos, families = planted
+    family = {"red_circle.jpg", *families["red_circle.jpg"]}
+    plain = cli.json("query", "--image", photos / "red_circle.jpg", "-k", "7")
+    assert {Path(h["path"]).name for h in plain} == family and "group_size" not in plain[0]
+    folded = cli.json("query", "--image", photos / "red_circle.jpg", "-k", "3", "--collapse")
+    names = [Path(h["path"]).name for h in folded]
+    assert len(folded) == 3 and names[0] in family and not family & set(names[1:])
+    assert folded[0]["group_size"] == 7 and all(h["group_size"] >= 1 for h in folded)
+    lines = cli("query", "--image", photos / "red_circle.jpg", "-k", "3", "--collapse", ok=True)
+    assert "(+6 near-duplicates)" in lines.stdout.splitlines()[0]
+    assert "drop it with --texts" in cli.fails("query", "a red circle", "--texts", "--collapse")
+
+
+@pytest.fixture
+def planted_page(planted, monkeypatch):
+    """The Streamlit page over the planted index (AppTest swaps __main__: put pytest's back)."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui_support import APP
+
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    monkeypatch.setenv("CLIPSEARCH_INDEX", str(planted[0].index_dir))
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_page_collapses_results_and_shows_duplicate_groups(planted_page):
+    at = planted_page
+    at.text_input(key="text").input("a red circle").run()
+    plain = [im.proto.imgs[0].alt for im in at.get("image") if im.proto.imgs[0].alt]
+    at.toggle(key="collapse").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    folded = [im.proto.imgs[0].alt for im in at.get("image") if im.proto.imgs[0].alt]
+    assert len(folded) == len(plain) and len(set(folded)) == len(folded)
+    red = [n for n in folded if n.startswith(("red_circle", "copy of red_circle"))]
+    assert len(red) == 1 and sum(n.startswith(("red_circle", "copy of red_circle")) for n in plain) >= 2
+    assert "+6 near-duplicates" in [c.value for c in at.caption]
+    at.sidebar.radio(key="page").set_value("Duplicates").run()
+    assert not at.exception, [e.value for e in at.exception]
+    heads = [h.value for h in at.subheader]
+    assert heads[:4] == [f"Group {n}: 7 images (near)" for n in range(1, 5)] and len(heads) == 5
+    captions = [im.proto.imgs[0].caption for im in at.get("image")]
+    assert sum(c.startswith("keep") for c in captions) == 5 and len(captions) == 4 * 7 + 2

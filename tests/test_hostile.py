@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import corpus
 import faulty
 from clipsearch import Settings, add_paths, create_index, load_encoder, open_index
 from clipsearch.batch import Failure, decode_file
-from clipsearch.cli import main
+from clirun import Cli
 from clipsearch.files import display_path, scan
 from clipsearch.pool import decoding_pool, guarded_map
 
@@ -37,13 +36,6 @@ def _unprivileged() -> tuple[list[str], bool]:
     if os.geteuid() != 0:
         return [], True
     return (_NO_DAC, True) if shutil.which("setpriv") else ([], False)
-
-
-def _cli(*args, model=None):
-    extra = ["--model", str(model.config), "--pretrained", str(model.weights)] if model else []
-    result = CliRunner().invoke(main, [*args, *extra])
-    assert "Traceback" not in result.output
-    return result
 
 
 def test_hostile_corpus_every_file_indexed_or_recorded(tiny_model, tmp_path):
@@ -70,7 +62,7 @@ def test_hostile_corpus_every_file_indexed_or_recorded(tiny_model, tmp_path):
         assert sorted(r.path for r in rows) == sorted(c.good)
         assert all(os.path.lexists(r.path) and r.hash for r in rows)
         # ... every bad one recorded with its reason, size and mtime, and nothing unaccounted for.
-        failed = json.loads(_cli("info", "--failed", "--json", "--index", str(idx)).output)
+        failed = Cli(tiny_model, idx).json("info", "--failed")
         assert {f["path"]: f["reason"] for f in failed}.keys() == {display_path(p) for p in c.bad}
         for f in failed:
             phrase = next(v for p, v in c.bad.items() if display_path(p) == f["path"])
@@ -82,8 +74,7 @@ def test_hostile_corpus_every_file_indexed_or_recorded(tiny_model, tmp_path):
         corpus.unlock(photos)
 
     # Re-run (permissions back): known failures are not retried, unreadable ones are, and now pass.
-    again = json.loads(_cli("index", str(photos), "--index", str(idx), "--workers", "1", "--json",
-                            model=tiny_model).output)
+    again = Cli(tiny_model, idx).json("index", photos, "--workers", "1")
     retried = {p for p, v in c.bad.items() if "can't read" in v}
     assert again["known_failed"] == len(c.bad) - len(retried)
     assert again["unchanged"] == len(c.good) and again["new"] == (2 if denied else 0)

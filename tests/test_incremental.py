@@ -10,12 +10,11 @@ from collections import Counter
 import lancedb
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import shapes
+from clirun import Cli
 from clipsearch import Settings, add_paths, create_index, load_encoder, open_index
 from clipsearch import ingest
-from clipsearch.cli import main
 from clipsearch.manifest import SCHEMA_VERSION
 
 
@@ -33,15 +32,9 @@ def photos(shapes_dir, tmp_path):
 
 @pytest.fixture
 def cli(tiny_model, tmp_path):
-    def run(*args, ok=True):
-        result = CliRunner().invoke(main, [*args, "--index", str(tmp_path / "idx")] + (
-            ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights),
-             "--workers", "1", "--quiet"] if args[0] == "index" else []))
-        assert "Traceback" not in result.output
-        assert (result.exit_code == 0) == ok, result.output
-        return result
-    run.index_dir = tmp_path / "idx"
-    return run
+    """The CLI on a fresh index; `index` runs decode in one worker, quietly; every run must succeed
+    unless told `ok=False`."""
+    return Cli(tiny_model, tmp_path / "idx", index_options=("--workers", "1", "--quiet"), ok=True)
 
 
 def _rows(index_dir) -> dict[str, object]:
@@ -127,8 +120,7 @@ def test_remove_and_subfolder_reindex_keep_the_rest(cli, photos):
     out = json.loads(cli("remove", str(photos / "b"), "--json").output)
     assert out["removed"] == len(in_b) and sorted(_rows(cli.index_dir)) == in_a
     assert json.loads(cli("info", "--failed", "--json").output) == []  # b's failure record went too
-    hits = json.loads(CliRunner().invoke(main, ["query", "a red circle", "--json", "-k", "50", "--index",
-                                                str(cli.index_dir)]).output)
+    hits = json.loads(cli("query", "a red circle", "--json", "-k", "50", model=False).output)
     assert sorted(h["path"] for h in hits) == in_a  # the ANN index agrees with the table
     assert "nothing in the index" in cli("remove", str(photos / "b"), ok=False).output
     assert "nothing in the index" in cli("remove", "/no/such/place", ok=False).output

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from clipsearch import IndexDirError, ModelError, ModelIdentity, create_index, open_index
+from clipsearch import AnnIndex, IndexDirError, ModelError, ModelIdentity, create_index, open_index
 from clipsearch.store import Row
 
 IDENTITY = ModelIdentity("test-arch", "test-weights", 16)
@@ -19,15 +19,15 @@ def _unit(n, dim=16, seed=0):
 def _filled(tmp_path, n=50):
     index = create_index(tmp_path / "idx", IDENTITY)
     xb = _unit(n)
-    index.add([Row(-1, f"/photos/{i}.jpg", 1, 0.0, 10, 10) for i in range(n)], xb)
-    index.sync_ann()
+    index.images.add([Row(-1, f"/photos/{i}.jpg", 1, 0.0, 10, 10) for i in range(n)], xb)
+    index.images.sync()
     return index, xb
 
 
 def test_search_equals_brute_force(tmp_path):
     index, xb = _filled(tmp_path)
     xq = _unit(3, seed=7)
-    hits = index.search(xq, 5)
+    hits = index.images.search(xq, 5)
     for q, row in zip(xq, hits):
         expected = np.argsort(-(xb @ q))[:5]
         assert [h.path for h in row] == [f"/photos/{i}.jpg" for i in expected]
@@ -38,7 +38,7 @@ def test_reopen_reads_the_same_index(tmp_path):
     index, xb = _filled(tmp_path)
     again = open_index(index.root)
     assert len(again) == 50 and again.identity == IDENTITY
-    assert again.search(xb[:1], 1)[0][0].path == "/photos/0.jpg"
+    assert again.images.search(xb[:1], 1)[0][0].path == "/photos/0.jpg"
 
 
 def test_other_model_is_refused(tmp_path):
@@ -60,18 +60,19 @@ def test_newer_schema_is_refused(tmp_path):
 def test_stale_ann_is_rebuilt_from_the_table(tmp_path):
     index, xb = _filled(tmp_path)
     # A crash after the table commit but before the ANN write: the table moved on alone.
-    index.add([Row(-1, "/photos/new.jpg", 1, 0.0, 10, 10)], -xb[:1])
+    index.images.add([Row(-1, "/photos/new.jpg", 1, 0.0, 10, 10)], -xb[:1])
     reader = open_index(index.root)
-    assert reader.search(-xb[:1], 1)[0][0].path == "/photos/new.jpg"
+    assert reader.images.search(-xb[:1], 1)[0][0].path == "/photos/new.jpg"
     writer = open_index(index.root, writable=True)
-    assert len(writer.ann()) == 51
-    assert json.loads((index.root / "manifest.json").read_text())["ann"]["generation"] == writer.images.version
+    assert len(writer.images.ann()) == 51
+    writer.images.sync()
+    assert AnnIndex.load(index.root / "images.faiss").generation == writer.images.version
 
 
 def test_damaged_ann_file_is_rebuilt(tmp_path):
     index, xb = _filled(tmp_path)
     (index.root / "images.faiss").write_bytes(b"garbage")
-    assert open_index(index.root).search(xb[7:8], 1)[0][0].path == "/photos/7.jpg"
+    assert open_index(index.root).images.search(xb[7:8], 1)[0][0].path == "/photos/7.jpg"
 
 
 def test_non_index_directory_is_not_touched(tmp_path):
@@ -84,4 +85,4 @@ def test_non_index_directory_is_not_touched(tmp_path):
 
 def test_empty_index_searches_to_nothing(tmp_path):
     index = create_index(tmp_path / "idx", IDENTITY)
-    assert index.search(_unit(1), 5) == [[]]
+    assert index.images.search(_unit(1), 5) == [[]]

@@ -1,12 +1,11 @@
 """The index's ANN side: IVF-PQ with exact re-rank, incremental adds, rebuild when outgrown."""
 
-import json
 import shutil
 
 import numpy as np
 import pytest
 
-from clipsearch import ModelIdentity, create_index, open_index
+from clipsearch import AnnIndex, ModelIdentity, create_index, open_index
 from clipsearch import ann as ann_module
 from clipsearch.store import Row
 
@@ -42,16 +41,16 @@ def ivf(tmp_path_factory, small_flat_max):
 
 def _index(tmp_path, xb):
     index = create_index(tmp_path / "idx", ModelIdentity("m", "w", DIM))
-    index.add(_rows(len(xb)), xb)
-    index.sync_ann()
+    index.images.add(_rows(len(xb)), xb)
+    index.images.sync()
     return index
 
 
 def test_ivfpq_with_rerank_returns_exact_scores_and_high_recall(ivf):
     index, xb = ivf
-    assert index.ann().spec.kind == "ivfpq"
+    assert index.images.ann().spec.kind == "ivfpq"
     xq = _mixture(50, seed=1)
-    hits = index.search(xq, 10)
+    hits = index.images.search(xq, 10)
     truth = np.argsort(-(xq @ xb.T), axis=1)[:, :10]
     found = [[int(h.path[3:-4]) for h in row] for row in hits]
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
@@ -64,10 +63,10 @@ def test_ivfpq_with_rerank_returns_exact_scores_and_high_recall(ivf):
 
 def test_exhaustive_probe_with_full_rerank_equals_brute_force(ivf):
     index, xb = ivf
-    nlist = index.ann().spec.nlist
+    nlist = index.images.ann().spec.nlist
     xq = _mixture(10, seed=2)
     # nprobe = nlist visits every list; re-ranking every vector makes the answer exact.
-    hits = index.search(xq, 5, nprobe=nlist, rerank=len(xb) // 5)
+    hits = index.images.search(xq, 5, nprobe=nlist, rerank=len(xb) // 5)
     truth = np.argsort(-(xq @ xb.T), axis=1)[:, :5]
     assert [[int(h.path[3:-4]) for h in row] for row in hits] == truth.tolist()
 
@@ -75,43 +74,30 @@ def test_exhaustive_probe_with_full_rerank_equals_brute_force(ivf):
 def test_adds_go_into_the_trained_index_without_retraining(ivf, tmp_path):
     shutil.copytree(ivf[0].root, tmp_path / "copy")
     index = open_index(tmp_path / "copy", writable=True)
-    trained = (index.ann().spec, index.ann().trained_on)
+    trained = (index.images.ann().spec, index.images.ann().trained_on)
     extra = _mixture(200, seed=3)
-    index.add(_rows(200, start=N), extra)
-    assert index.sync_ann() is None
+    index.images.add(_rows(200, start=N), extra)
+    assert index.images.sync() is None
     again = open_index(index.root)
-    assert (again.ann().spec, again.ann().trained_on) == trained
-    assert again.search(extra[:1], 1)[0][0].path == f"/p/{N}.jpg"
+    assert (again.images.ann().spec, again.images.ann().trained_on) == trained
+    assert again.images.search(extra[:1], 1)[0][0].path == f"/p/{N}.jpg"
 
 
 def test_outgrown_index_is_rebuilt_and_says_so(tmp_path, small_flat_max):
     index = _index(tmp_path, _mixture(500))
-    assert index.ann().spec.kind == "flat"
-    index.add(_rows(N - 500, start=500), _mixture(N - 500, seed=4))
-    note = index.sync_ann()
-    assert note and "rebuilt" in note and index.ann().spec.kind == "ivfpq"
-    assert index.notes == [note]  # what `clipsearch index` prints after its summary
-    manifest = json.loads((index.root / "manifest.json").read_text())
-    assert manifest["ann"]["spec"]["kind"] == "ivfpq"
-    assert manifest["ann"]["generation"] == index.images.version
+    assert index.images.ann().spec.kind == "flat"
+    index.images.add(_rows(N - 500, start=500), _mixture(N - 500, seed=4))
+    note = index.images.sync()
+    assert note and "rebuilt" in note and index.images.ann().spec.kind == "ivfpq"
+    assert index.images.notes == [note]  # what `clipsearch index` prints after its summary
+    saved = AnnIndex.load(index.root / "images.faiss")
+    assert saved.spec.kind == "ivfpq" and saved.generation == index.images.version
 
 
 def test_removed_rows_leave_the_ann_index(tmp_path):
     xb = _mixture(100)
     index = _index(tmp_path, xb)
-    index.remove([0])
-    index.sync_ann()
-    assert open_index(index.root).search(xb[:1], 1)[0][0].path != "/p/0.jpg"
-    assert len(open_index(index.root).ann()) == 99
-
-
-def test_handle_search_defaults_apply_like_arguments(ivf):
-    index, xb = ivf
-    xq = _mixture(10, seed=2)
-    index.nprobe, index.rerank = index.ann().spec.nlist, len(xb) // 5
-    try:
-        hits = index.search(xq, 5)
-    finally:
-        index.nprobe, index.rerank = None, ann_module.RERANK_FACTOR
-    truth = np.argsort(-(xq @ xb.T), axis=1)[:, :5]
-    assert [[int(h.path[3:-4]) for h in row] for row in hits] == truth.tolist()
+    index.images.remove([0])
+    index.images.sync()
+    assert open_index(index.root).images.search(xb[:1], 1)[0][0].path != "/p/0.jpg"
+    assert len(open_index(index.root).images.ann()) == 99

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import shapes
-from clipsearch import open_index
-from clipsearch.cli import main
+from clipsearch import AnnIndex, open_index
+from clirun import Cli
 from clipsearch.files import content_hash, stat_key
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
@@ -80,11 +79,12 @@ class Runner:
 def _check_ann(index) -> None:
     """The ANN index holds exactly the table's ids, each with its stored vector."""
     ids, xb = index.images.vectors()
-    ann = index.ann()
-    assert len(ann) == len(ids)
+    ann = index.images.ann()
+    assert len(ann) == len(ids), f"ANN index holds {len(ann)} vectors, the table {len(ids)}"
     if len(ids):
         D, I = ann.search(xb, len(ids))
-        assert all(set(row) == set(ids.tolist()) for row in I)
+        wrong = [sorted(set(row) ^ set(ids.tolist())) for row in I if set(row) != set(ids.tolist())]
+        assert not wrong, f"ANN ids differ from the table's: {wrong[:3]}"
         self_score = D[I == ids[:, None]]
         np.testing.assert_allclose(self_score, 1.0, atol=1e-4)
 
@@ -105,7 +105,7 @@ def test_kill_and_resume(tiny_model, tmp_path):
     # 1. SIGKILL after the third group's rows are committed.
     r.killed("added:3")
     committed = r.check()
-    assert 0 < len(committed) < len(files)
+    assert 0 < len(committed) < len(files), f"{len(committed)} of {len(files)} committed"
 
     # 2. Change committed files, then SIGKILL after moved files' rows went in, before the old ones left.
     changed = [p for p in files if str(p) in committed][:2]
@@ -123,30 +123,29 @@ def test_kill_and_resume(tiny_model, tmp_path):
     r.killed("relinked:1")
     rows = r.check()
     for src, dst in zip(moved, moved_to):  # moved by content: same vector, no encoding
-        assert rows[str(dst)].hash == committed[str(src)].hash
+        assert rows[str(dst)].hash == committed[str(src)].hash, f"{dst}: {rows[str(dst)]} vs {committed[str(src)]}"
 
     # 3. SIGKILL between a changed file's new row and its old row's removal: two rows, for now.
     r.killed("added:1")
     rows = r.check(duplicates_ok=True)
-    assert Counter(x.path for x in open_index(idx).images.all_rows())[str(changed[0])] == 2
+    counts = Counter(x.path for x in open_index(idx).images.all_rows())
+    assert counts[str(changed[0])] == 2, f"rows of {changed[0]}: {counts[str(changed[0])]}"
 
     # 4. A new broken file; SIGKILL right after its failure record is committed.
     (photos / "0_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     r.killed("failures:1")
     r.check()
-    assert str(photos / "0_broken.png") in {f.path for f in open_index(idx).failures.all()}
+    failed = {f.path for f in open_index(idx).failures.all()}
+    assert str(photos / "0_broken.png") in failed, failed
 
     # 5. Stopped mid-run, holding the lock: queries see the last commit, a second writer is refused.
     proc = r.start("removed:2:stop")
     _wait_stopped(proc)
     try:
-        hits = json.loads(CliRunner().invoke(main, ["query", "a red circle", "--json", "-k", "100",
-                                                    "--index", str(idx)]).output)
-        assert len(hits) == len(open_index(idx)) > 0
-        second = CliRunner().invoke(main, ["index", str(photos), "--index", str(idx), "--quiet",
-                                           "--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights)])
-        assert second.exit_code != 0 and "another clipsearch process" in second.output
-        assert "Traceback" not in second.output
+        cli = Cli(tiny_model, idx)
+        hits = cli.json("query", "a red circle", "-k", "100", model=False)
+        assert len(hits) == len(open_index(idx)) > 0, f"{len(hits)} hits, {len(open_index(idx))} rows"
+        assert "another clipsearch process" in cli.fails("index", photos, "--quiet")
         r.check()
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # 6. ... and SIGKILLed while stopped
@@ -158,19 +157,20 @@ def test_kill_and_resume(tiny_model, tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     os.killpg(proc.pid, signal.SIGCONT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, (
+        f"exit {proc.returncode}, stderr: {err!r}")
     before = r.check()
 
     # 8. The last run finishes the job, encoding only what is still missing.
     code, out, err = r.run()
-    assert code == 0, err
+    assert code == 0, f"exit {code}, stderr: {err!r}"
     summary = json.loads(out)
     final = r.check()
     good = sorted(str(p) for p in photos.rglob("*.png") if "broken" not in p.name)
     missing = [p for p in good if p not in before or stat_key(p) != (before[p].size, before[p].mtime)]
-    assert summary["indexed"] == len(missing) > 0
-    assert sorted(final) == good
+    assert summary["indexed"] == len(missing) > 0, f"indexed {summary['indexed']}, missing {missing}"
+    assert sorted(final) == good, sorted(set(final) ^ set(good))
     failures = open_index(idx).failures.all()
-    assert sorted(f.path for f in failures) == sorted(str(p) for p in photos.glob("*broken*"))
-    index = open_index(idx)
-    assert index.manifest.ann["generation"] == index.images.version  # the saved ANN index is current
+    assert sorted(f.path for f in failures) == sorted(str(p) for p in photos.glob("*broken*")), failures
+    saved, version = AnnIndex.load(idx / "images.faiss").generation, open_index(idx).images.version
+    assert saved == version, f"saved ANN index is of table version {saved}, the table is at {version}"

@@ -2,12 +2,13 @@
 
 import json
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from clipsearch import InputError, add_texts, collection_names, load_encoder, open_index, open_texts, read_texts
-from clirun import CAPTIONS, cli, image_of, shapes_index  # noqa: F401  (fixtures)
-from shapes import LABELS
+from clirun import CAPTIONS, image_of
 
 
 # --- reading text files -------------------------------------------------------------------------
@@ -144,22 +145,29 @@ def _write(folder, name, lines):
 
 
 
-@pytest.mark.slow
-def test_large_collection_search_is_exact_after_rerank(tmp_path, monkeypatch):
-    """Past FLAT_MAX a collection gets IVF-PQ; its candidates are re-scored with the stored vectors."""
+@pytest.fixture
+def big_texts(tmp_path, monkeypatch):
+    """An index with a 10,000-text collection "big" past FLAT_MAX (IVF-PQ), random unit vectors."""
     import clipsearch.ann as ann
-    from clipsearch import ModelIdentity, TextCollection, create_index
-    from clipsearch.store import Store
+    from clipsearch import ModelIdentity, create_index
 
     monkeypatch.setattr(ann, "FLAT_MAX", 1000)
     index = create_index(tmp_path / "idx", ModelIdentity("m", "w", 16))
-    coll = TextCollection(index, "big", Store(index.root / "lance"), writable=True)
+    coll = index.texts("big", create=True)
     rng = np.random.default_rng(0)
     xb = rng.standard_normal((10_000, 16)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
-    coll.table.add_texts(np.arange(10_000), [f"t{i}" for i in range(10_000)], xb)
-    coll.sync_ann()
-    assert open_texts(open_index(index.root), "big").ann().spec.kind == "ivfpq"
+    coll.add([f"t{i}" for i in range(10_000)], xb)
+    coll.sync()
+    return index, xb
+
+
+def test_large_collection_search_is_exact_after_rerank(big_texts):
+    """Past FLAT_MAX a collection gets IVF-PQ; its candidates are re-scored with the stored vectors."""
+    index, xb = big_texts
+    coll = open_texts(open_index(index.root), "big")
+    assert coll.ann().spec.kind == "ivfpq"
+    rng = np.random.default_rng(1)
     xq = xb[:20] + 0.05 * rng.standard_normal((20, 16)).astype(np.float32)
     xq /= np.linalg.norm(xq, axis=1, keepdims=True)
     hits = coll.search(xq, 5)
@@ -167,3 +175,26 @@ def test_large_collection_search_is_exact_after_rerank(tmp_path, monkeypatch):
     for q, row in zip(xq, hits):  # re-ranked: exact cosines, best first
         assert [h.score for h in row] == sorted((h.score for h in row), reverse=True)
         np.testing.assert_allclose([h.score for h in row], xb[[h.id for h in row]] @ q, rtol=1e-5)
+
+
+def test_nprobe_and_rerank_reach_text_collections(big_texts):
+    """`query --texts --nprobe/--rerank` used to be ignored: now they tune the text collection's
+    search exactly as they tune the images'. Probing every list and re-ranking everything is exact;
+    one list without re-rank is not."""
+    from clipsearch import Matcher
+    from clipsearch.algebra import IMAGE
+
+    index, xb = big_texts
+    coll = open_texts(open_index(index.root), "big")
+    nlist = coll.ann().spec.nlist
+    matcher = Matcher(SimpleNamespace(index=index, encoder=SimpleNamespace(dim=16)), calibrator=lambda c, v: c)
+    xq = np.random.default_rng(2).standard_normal((30, 16)).astype(np.float32)
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    truth = np.argsort(-(xq @ xb.T), axis=1)[:, :10]
+
+    def found(**kw):
+        rows = matcher.search_vectors(xq, [IMAGE] * len(xq), 10, texts=coll, **kw)
+        return np.array([[m.hit.id for m in row] for row in rows])
+
+    assert (found(nprobe=nlist, rerank=1000) == truth).all()
+    assert (found(nprobe=1, rerank=1) != truth).any()

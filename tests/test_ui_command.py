@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from clipsearch.cli import main
+from clirun import Cli
 from clipsearch.cli.ui import streamlit_command
 
 
@@ -25,18 +23,16 @@ def test_streamlit_binds_to_loopback_with_xsrf_and_capped_uploads():
     assert cmd[-3:] == ["--", "--index", "/idx"]
 
 
-def test_ui_defaults_to_loopback_in_help():
-    result = CliRunner().invoke(main, ["ui", "--help"])
+def test_ui_defaults_to_loopback_in_help(tiny_model):
+    result = Cli(tiny_model, None)("ui", "--help")
     assert result.exit_code == 0 and "127.0.0.1" in result.output
 
 
-def test_ui_without_an_index_says_what_to_do(tmp_path):
-    result = CliRunner().invoke(main, ["ui", "--index", str(tmp_path / "none")])
-    assert result.exit_code == 1
-    assert "no index at" in result.output and "clipsearch index" in result.output
-    assert "Traceback" not in result.output
+def test_ui_without_an_index_says_what_to_do(tiny_model, tmp_path):
+    error = Cli(tiny_model, tmp_path / "none").fails("ui")
+    assert "no index at" in error and "clipsearch index" in error
 
 
-def test_ui_rejects_a_bad_port(tmp_path):
-    result = CliRunner().invoke(main, ["ui", "--index", str(tmp_path), "--port", "70000"])
+def test_ui_rejects_a_bad_port(tiny_model, tmp_path):
+    result = Cli(tiny_model, tmp_path)("ui", "--port", "70000")
     assert result.exit_code == 2 and "70000" in result.output
