@@ -161,6 +161,9 @@ def find_duplicates(index, threshold: float | None = None, folder: str | None = 
         raise InputError(f"the threshold is a cosine similarity in (0, 1], not {threshold}: "
                          f"try {Settings().duplicate_threshold}")
     meta, xb = _read(index.images, folder)
+    if folder is not None and not len(xb):
+        raise InputError(f"nothing in the index is at or under {folder}: `clipsearch info` lists the "
+                         "indexed folders")
     ids, hashes = meta["id"], meta["hash"]
     groups = [g for g in group_rows(xb, threshold, hashes, index.images.ann()) if len(g) >= min_group]
     members = np.concatenate(groups) if groups else np.zeros(0, np.int64)
@@ -183,7 +186,7 @@ def _read(images, folder) -> tuple[dict[str, np.ndarray], np.ndarray]:
         if at + b.num_rows > len(xb):  # rows added since the count
             xb = np.concatenate([xb, np.empty((at + b.num_rows - len(xb), xb.shape[1]), np.float32)])
         col = b.column("vector")
-        xb[at : at + b.num_rows] = col.flatten().to_numpy(zero_copy_only=False).reshape(b.num_rows, -1)
+        xb[at : at + b.num_rows] = col.flatten().to_numpy(zero_copy_only=False).reshape(b.num_rows, xb.shape[1])
         at += b.num_rows
         names = b.schema.names
         meta["id"].append(b.column("id").to_numpy())

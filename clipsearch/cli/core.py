@@ -86,13 +86,13 @@ def query(terms, images, texts, min_score, background, collapse, top, nprobe, re
         raise InputError('the query is empty: describe what you are looking for, e.g. clipsearch query "a red car"')
     if top < 1:
         raise InputError(f"--top must be at least 1 (got {top})")
+    if collapse and texts is not None:
+        raise InputError("--collapse groups near-duplicate images; drop it with --texts")
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
     collection = None if texts is None else open_texts(searcher.index, texts or None)
     queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
     calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
-    if collapse and collection is not None:
-        raise InputError("--collapse groups near-duplicate images; drop it with --texts")
     fetch = top * FETCH_FACTOR if collapse else top
     found = Matcher(searcher, calibrator).search(queries, fetch, collection, min_score, nprobe, rerank)
     if collapse:
