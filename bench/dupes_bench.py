@@ -112,10 +112,19 @@ def group(work: Path, threshold: float) -> dict:
     groups = find_duplicates(open_index(work / "index"), threshold)
     seconds = time.time() - t0
     use = resource.getrusage(resource.RUSAGE_SELF)
-    peak, cpu = use.ru_maxrss * 1024, use.ru_utime + use.ru_stime
+    peak, cpu = _peak_rss(), use.ru_utime + use.ru_stime
     np.save(work / "groups.npy", np.array([[m.id, g] for g, grp in enumerate(groups) for m in grp.members]))
     return {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "peak_rss_bytes": peak,
             "groups": len(groups)}
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries a forked child's
+    copy of the parent's pages into it across exec, which reported the parent's 4 GB as ours."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def score(work: Path) -> dict:

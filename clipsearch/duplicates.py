@@ -65,10 +65,12 @@ def star_groups(n: int, i: np.ndarray, j: np.ndarray, s: np.ndarray) -> list[np.
     sizes = np.bincount(label)
     order = np.argsort(label, kind="stable")
     bounds = np.r_[0, np.cumsum(sizes)]
+    # A component with an image close to all the others is one star: no need to cut it.
+    hub = np.maximum.reduceat(np.diff(A.indptr)[order], bounds[:-1]) == sizes - 1
     groups = []
     for c in np.flatnonzero(sizes >= 2):
         nodes = order[bounds[c] : bounds[c + 1]]
-        groups += [nodes] if len(nodes) == 2 else [nodes[g] for g in _stars(A[nodes][:, nodes])]
+        groups += [nodes] if hub[c] else [nodes[g] for g in _stars(A[nodes][:, nodes])]
     return sorted(groups, key=lambda g: (-len(g), int(g.min())))
 
 
@@ -175,7 +177,8 @@ def find_duplicates(index, threshold: float | None = None, folder: str | None = 
 
 def _read(images, folder) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Columns (id, hash, mtime, taken) and (N, D) float32 vectors of the images (under `folder`),
-    read batch by batch into one array: the vectors are held once, not twice."""
+    read batch by batch into one array. At 1M x 512-d the process peaks at ~4.9 GB: the 2 GB of
+    vectors, and LanceDB's read buffers, which it keeps (bench/results/dupes.md)."""
     import pyarrow as pa
 
     xb = np.empty((len(images), images.dim), np.float32)

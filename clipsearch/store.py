@@ -184,8 +184,7 @@ class VectorTable:
         return out
 
     def batches(self, names, size: int = 65_536):
-        """Those of the named columns the table has, for every row, as arrow record batches (a
-        full read that never holds more than one batch more than the caller keeps)."""
+        """Those of the named columns the table has, for every row, as arrow record batches."""
         names = [c for c in names if c in self.schema.names]
         if self._t is None:
             yield from self._query(None, names).to_batches()
