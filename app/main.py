@@ -47,8 +47,8 @@ def _on_upload() -> None:
     _set_mode(UPLOAD if st.session_state.get("upload") is not None else TEXT)
 
 
-def _on_like(hit_id: int, path: str) -> None:
-    st.session_state.like = (hit_id, path)
+def _on_like(hit_id: int, path: str, time_s: float | None = None) -> None:
+    st.session_state.like = (hit_id, path, time_s)
     _set_mode(LIKE)
 
 

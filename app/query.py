@@ -12,6 +12,7 @@ from clipsearch.algebra import IMAGE
 from clipsearch.errors import ImageError
 from clipsearch.files import display_path
 from clipsearch.image import open_upload
+from clipsearch.video import timestamp
 
 from .resources import Resources
 
@@ -43,10 +44,10 @@ def upload_query(data: bytes, name: str, res: Resources, settings: Settings) -> 
     return Query(f"Images like {name}", vector=res.searcher.embed(img), preview=res.thumbs.encode(img))
 
 
-def like_query(hit_id: int, path: str, res: Resources) -> Query:
-    """A query from an indexed image's stored vector."""
-    name = Path(display_path(path)).name
+def like_query(hit_id: int, path: str, time_s: float | None, res: Resources) -> Query:
+    """A query from an indexed image's (or video frame's) stored vector."""
+    name = Path(display_path(path)).name + ("" if time_s is None else f"@{timestamp(time_s)}")
     ids, xb = res.index.images.vectors([hit_id])
     if not len(ids):
         raise InputError(f"{name} is no longer in the index: search again")
-    return Query(f"Images like {name}", vector=xb[0], preview=res.thumbs.get(res.roots.resolve(path)))
+    return Query(f"Images like {name}", vector=xb[0], preview=res.thumbs.get(res.roots.resolve(path), time_s))

@@ -12,8 +12,9 @@ from typing import Callable
 
 import streamlit as st
 
-from clipsearch import ClipSearchError, Match
+from clipsearch import ClipSearchError, Hit, Match
 from clipsearch.files import display_path
+from clipsearch.video import timestamp
 
 from . import zeroshot
 from .resources import Resources
@@ -45,22 +46,36 @@ def grid(matches: list[Match], res: Resources, on_like: Callable[[int, str], Non
                 _cell(match, res, on_like)
 
 
-def _cell(match: Match, res: Resources, on_like: Callable[[int, str], None]) -> None:
+def _cell(match: Match, res: Resources, on_like: Callable[[int, str, float | None], None]) -> None:
     hit = match.hit
     shown = display_path(hit.path)  # a name that isn't UTF-8 can't travel to the browser as it is
+    at = "" if hit.time_s is None else f"@{timestamp(hit.time_s)}"
     try:
-        data = res.thumbs.get(res.roots.resolve(hit.path))
+        data = res.thumbs.get(res.roots.resolve(hit.path), hit.time_s)
     except ClipSearchError as e:
         st.warning(f"can't show this file: {e}")
     else:
-        st.image(data, caption=f"{hit.score:.3f}", alt=Path(shown).name, width="stretch")
+        st.image(data, caption=f"{hit.score:.3f}", alt=Path(shown).name + at, width="stretch")
         if match.calibrated is not None:
             st.caption(f"calibrated {match.calibrated:.2f}")
         if match.group and match.group > 1:
             st.caption(f"+{match.group - 1} near-duplicates")
-    st.text(shown)
-    st.button("Similar", key=f"like-{hit.id}", on_click=on_like, args=(hit.id, hit.path),
+    st.text(shown + at)
+    st.button("Similar", key=f"like-{hit.id}", on_click=on_like, args=(hit.id, hit.path, hit.time_s),
               help="Search for images like this one")
+    if hit.time_s is not None and st.toggle(f"Play from {timestamp(hit.time_s)}", key=f"play-{hit.id}"):
+        play(hit, res)
+
+
+def play(hit: Hit, res: Resources) -> None:
+    """The video of a frame, playing from the frame's moment (the file is checked to lie inside
+    the indexed folders, as thumbnails are, and served by Streamlit, never linked by its path)."""
+    try:
+        real = res.roots.resolve(hit.path)
+    except ClipSearchError as e:
+        st.warning(f"can't play this file: {e}")
+        return
+    st.video(str(real), start_time=int(hit.time_s))
 
 
 def index_panel(info: dict, identity_text: str) -> None:

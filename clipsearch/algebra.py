@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from .config import IMAGE_SUFFIXES
+from .config import IMAGE_SUFFIXES, RAW_SUFFIXES
 from .errors import InputError
 
 TEXT, IMAGE = "text", "image"
@@ -98,7 +98,7 @@ def _term(word: str, sign: float) -> Term:
 
 
 def _looks_like_path(word: str) -> bool:
-    return word.startswith(_PATH_STARTS) or Path(word).suffix.lower() in IMAGE_SUFFIXES
+    return word.startswith(_PATH_STARTS) or Path(word).suffix.lower() in IMAGE_SUFFIXES | RAW_SUFFIXES
 
 
 def _split(query: str) -> list[str]:

@@ -7,15 +7,20 @@ so a distributed engine can map it over shards of a file list.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import VideoSampling
 from .errors import ImageError
 from .files import content_hash, stat_key
 from .image import FULL_SIZE, load_image, to_pixels
+from .media import RAW, VIDEO, kind_of
+from .raw import load_raw
+from .video import Frame, sample_video
 from .model import Encoder, Preprocess
 from .store import Failure, Row
 
@@ -30,10 +35,15 @@ DRAFT_OVERSAMPLE = 2
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded file: its row (id unassigned) and the model-ready pixels."""
+    """A decoded file: its rows (ids unassigned), one per picture -- one for an image, one per
+    sampled frame of a video -- and their model-ready pixels, pixels[i] for rows[i]."""
 
-    row: Row
-    pixels: np.ndarray  # (S, S, 3) uint8
+    rows: tuple[Row, ...]
+    pixels: np.ndarray  # (N, S, S, 3) uint8
+
+    @property
+    def path(self) -> str:
+        return self.rows[0].path
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,10 @@ class Batch:
     failures: list[Failure] = field(default_factory=list)
 
 
-def decode_file(path: str, preprocess: Preprocess, max_pixels: int) -> Decoded | Failure:
-    """Decode one file for the model, with its content hash; never raises for a bad file.
+def decode_file(path: str, preprocess: Preprocess, max_pixels: int,
+                video: VideoSampling = VideoSampling()) -> Decoded | Failure:
+    """Decode one file for the model (an image, a RAW photo, or a video's sampled frames), with
+    its content hash; never raises for a bad file.
 
     A file that changes while it is read is a failure keyed by its old (size, mtime), so the
     next run, seeing the new ones, tries it again.
@@ -64,17 +76,30 @@ def decode_file(path: str, preprocess: Preprocess, max_pixels: int) -> Decoded |
     hashed = hash_file(path)
     if isinstance(hashed, Failure):
         return hashed
+    prepare = functools.partial(to_pixels, size=preprocess.size, resize_mode=preprocess.resize_mode,
+                                interpolation=preprocess.interpolation)
     try:
-        # Draft-decode JPEGs to >= 2x the model's size, not 1x: the bicubic downscale that follows
-        # then still antialiases as open_clip's full decode would (fidelity), at most of the speed.
-        img = load_image(path, max_pixels=max_pixels, draft_size=DRAFT_OVERSAMPLE * preprocess.size)
-        width, height = img.info.get(FULL_SIZE, img.size)
-        pixels = to_pixels(img, preprocess.size, preprocess.resize_mode, preprocess.interpolation)
+        frames = _pictures(path, kind_of(path), prepare, preprocess.size, max_pixels, video)
     except ImageError as e:
         return Failure(path, str(e), hashed.size, hashed.mtime)
     if stat_key(path) != (hashed.size, hashed.mtime):
         return Failure(path, "changed while being read: run `clipsearch index` again", hashed.size, hashed.mtime)
-    return Decoded(Row(-1, path, hashed.size, hashed.mtime, width, height, hashed.hash), pixels)
+    rows = tuple(Row(-1, path, hashed.size, hashed.mtime, f.width, f.height, hashed.hash, f.time_s) for f in frames)
+    return Decoded(rows, np.stack([f.pixels for f in frames]))
+
+
+def _pictures(path: str, kind: str | None, prepare, size: int, max_pixels: int, video: VideoSampling) -> list[Frame]:
+    """The file's pictures as model-ready frames: one, or a video's samples. ImageError if none."""
+    if kind == VIDEO:
+        return sample_video(path, prepare, max_pixels=max_pixels, sampling=video, draft_size=DRAFT_OVERSAMPLE * size)
+    # Draft-decode JPEGs (and take RAW previews) at >= 2x the model's size, not 1x: the bicubic
+    # downscale that follows then still antialiases as open_clip's full decode would (fidelity).
+    if kind == RAW:
+        img = load_raw(path, max_pixels=max_pixels, min_preview=DRAFT_OVERSAMPLE * size)
+    else:
+        img = load_image(path, max_pixels=max_pixels, draft_size=DRAFT_OVERSAMPLE * size)
+    width, height = img.info.get(FULL_SIZE, img.size)
+    return [Frame(None, width, height, prepare(img))]
 
 
 def hash_file(path: str) -> Hashed | Failure:
@@ -104,8 +129,8 @@ def embed_decoded(items: list[Decoded | Failure], encoder: Encoder) -> Batch:
     failures = [d for d in items if isinstance(d, Failure)]
     if not ok:
         return Batch([], np.zeros((0, encoder.dim), np.float32), failures)
-    vectors = encoder.encode_pixels(np.stack([d.pixels for d in ok]))
-    return Batch([d.row for d in ok], vectors, failures)
+    vectors = encoder.encode_pixels(np.concatenate([d.pixels for d in ok]))
+    return Batch([r for d in ok for r in d.rows], vectors, failures)
 
 
 def embed_files(paths: list[str], encoder: Encoder, max_pixels: int) -> Batch:

@@ -76,7 +76,7 @@ def classify_files(paths: list[str], encoder: Encoder, classifier: Classifier, m
         batch = embed_decoded(items, encoder)
         done = {p.path: p for p in classifier.predict([r.path for r in batch.rows], batch.vectors)}
         done |= {f.path: f for f in batch.failures}
-        yield from (done[d.path if isinstance(d, Failure) else d.row.path] for d in items)
+        yield from (done[d.path] for d in items)
 
 
 def classify_index(index: Index, classifier: Classifier) -> list[Prediction]:

@@ -16,11 +16,40 @@ PRESETS: dict[str, tuple[str, str]] = {
 }
 DEFAULT_PRESET = "vit-b-32"
 
-#: Image suffixes the indexer picks up (content is still checked when decoding).
+#: Suffixes taken as candidates without looking at the content (a fast path: decoding still checks
+#: the content, and files with other names are sniffed by their first bytes, see media.py).
+#: Raster formats: those Pillow (with pillow-heif and pillow-jxl-plugin) reads.
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
-     ".heic", ".heif", ".avif"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".apng", ".webp", ".gif", ".bmp", ".dib",
+     ".tif", ".tiff", ".heic", ".heif", ".avif", ".avifs", ".jxl", ".jp2", ".j2k", ".j2c", ".jpc",
+     ".jpf", ".jpx", ".tga", ".icb", ".vda", ".vst", ".dds", ".sgi", ".rgb", ".rgba", ".bw", ".ppm",
+     ".pgm", ".pbm", ".pnm", ".pfm", ".eps", ".epsf", ".epsi", ".blp", ".psd", ".fli", ".flc", ".ico",
+     ".cur", ".pcx", ".dcx", ".icns", ".xpm", ".xbm", ".qoi", ".fits", ".fit", ".msp", ".pcd", ".pxr",
+     ".ras", ".sun", ".gbr", ".ftc", ".ftu", ".im", ".iim"}
 )
+#: Camera RAW files, decoded with rawpy (LibRaw).
+RAW_SUFFIXES = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
+     ".pef", ".ptx", ".srw", ".x3f", ".3fr", ".fff", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".mrw",
+     ".mef", ".rwl", ".gpr"}
+)
+#: Videos, decoded with PyAV (FFmpeg): frames sampled (VideoSampling), one row each.
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".mpg",
+     ".mpeg", ".m2v", ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".vob", ".mxf"}
+)
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | RAW_SUFFIXES | VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class VideoSampling:
+    """Which frames of a video become rows: one every `every_s` seconds (spread wider when the
+    video is long, so that at most `max_frames` are taken) plus scene changes, capped."""
+
+    every_s: float = 2.0
+    max_frames: int = 64
+    scene_change: float = 0.25  # mean absolute difference (0-1) of 16x16 thumbnails that counts as a cut
+
 
 INDEX_ENV = "CLIPSEARCH_INDEX"
 
@@ -52,6 +81,7 @@ class Settings:
     upload_max_bytes: int = 20_000_000  # an upload larger than this is refused before decoding
     upload_max_pixels: int = 50_000_000
     thumbnail_px: int = 256  # longest side of the cached thumbnails
+    video: VideoSampling = VideoSampling()
     # Near-duplicates (`clipsearch dupes`): cosine at or above this to a group's seed. Argued in the
     # README ("Duplicates"): re-saves, resizes, small crops and rotations of a photo stay above it on
     # ViT-B-32 class CLIPs, and the tiny test model keeps every look-alike below it.

@@ -145,7 +145,7 @@ def group_rows(xb: np.ndarray, threshold: float, keys: np.ndarray | None = None,
     return sorted(out, key=lambda g: (-len(g), int(g.min())))
 
 
-_COLUMNS = ("id", "hash", "path", "width", "height", "size", "mtime", "taken", "vector")
+_COLUMNS = ("id", "hash", "path", "width", "height", "size", "mtime", "taken", "time_s", "vector")
 
 
 def find_duplicates(index, threshold: float | None = None, folder: str | None = None,
@@ -176,14 +176,17 @@ def find_duplicates(index, threshold: float | None = None, folder: str | None = 
 
 
 def _read(images, folder) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Columns (id, hash, mtime, taken) and (N, D) float32 vectors of the images (under `folder`),
+    """Columns (id, hash, mtime, taken) and (N, D) float32 vectors of the still images (under `folder`),
     read batch by batch into one array. At 1M x 512-d the process peaks at ~4.9 GB: the 2 GB of
     vectors, and LanceDB's read buffers, which it keeps (bench/results/dupes.md)."""
     import pyarrow as pa
+    import pyarrow.compute  # noqa: F401  (pa.compute)
 
     xb = np.empty((len(images), images.dim), np.float32)
     meta, at = {"id": [], "hash": [], "mtime": [], "taken": []}, 0
     for b in images.batches(_COLUMNS):
+        if "time_s" in b.schema.names:  # video frames are not files: a video's frames share its hash
+            b = b.filter(pa.compute.is_null(b.column("time_s")))
         if folder is not None:
             b = b.filter(pa.array(_under_mask(b.column("path").to_pylist(), folder)))
         if at + b.num_rows > len(xb):  # rows added since the count

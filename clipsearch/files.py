@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import IMAGE_SUFFIXES
+from .config import MEDIA_SUFFIXES
 from .errors import InputError
 
 #: (size, mtime) of a file that can't be stat'ed: failures keyed by it are retried once it can be.
@@ -17,19 +17,24 @@ _CHUNK = 1 << 20
 
 @dataclass
 class Scan:
-    """What a walk found: candidate image paths (absolute, sorted) and what it could not enter."""
+    """What a walk found: candidate paths (images, RAW, videos: absolute, sorted), the files that are
+    none of these (by content), and the folders it could not enter."""
 
     paths: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # folders: (path, reason)
+    not_media: list[tuple[str, str]] = field(default_factory=list)  # files: (path, type), sorted
 
 
-def scan(roots: list[str | Path], suffixes=IMAGE_SUFFIXES) -> Scan:
+def scan(roots: list[str | Path], suffixes=MEDIA_SUFFIXES) -> Scan:
     """Walk `roots` recursively (files given directly are taken as they are).
 
-    InputError if a root doesn't exist. Symlinked directories are not followed (no loops);
-    unreadable directories are reported in `skipped`, not fatal. Paths that are not valid UTF-8
-    come back as os.fsdecode gives them (undecodable bytes as surrogate escapes).
+    A file with one of `suffixes` is a candidate; any other is judged by its first bytes
+    (media.kind_of), never decoded. InputError if a root doesn't exist. Symlinked directories are
+    not followed (no loops); unreadable directories are reported in `skipped`, not fatal. Paths
+    that are not valid UTF-8 come back as os.fsdecode gives them (surrogate escapes).
     """
+    from .media import kind_of, read_head
+
     out = Scan()
     for root in check_roots(roots):
         if root.is_file():
@@ -38,10 +43,25 @@ def scan(roots: list[str | Path], suffixes=IMAGE_SUFFIXES) -> Scan:
         onerror = lambda e: out.skipped.append((e.filename, e.strerror or str(e)))  # noqa: E731
         for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
             dirnames.sort()
-            out.paths += [os.path.join(dirpath, f) for f in filenames
-                          if os.path.splitext(f)[1].lower() in suffixes]
+            for f in filenames:
+                path = os.path.join(dirpath, f)
+                if os.path.splitext(f)[1].lower() in suffixes:
+                    out.paths.append(path)
+                elif (head := read_head(path)) and kind_of(path, head):
+                    out.paths.append(path)
+                else:
+                    out.not_media.append((path, _skip_type(path, head)))
     out.paths = sorted(set(out.paths))
+    out.not_media = sorted(set(out.not_media))
     return out
+
+
+def _skip_type(path: str, head: bytes | None) -> str:
+    """How a file that is not an image is counted: its suffix; "(unreadable)" when no byte of it
+    could be read to tell (permissions, a dangling link, a FIFO)."""
+    from .media import file_type
+
+    return "(unreadable)" if head is None else file_type(path)
 
 
 def check_roots(roots) -> list[Path]:

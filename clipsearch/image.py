@@ -16,9 +16,9 @@ from .errors import ImageError, InputError
 DEFAULT_MAX_PIXELS = Settings.max_pixels
 FULL_SIZE = "clipsearch_full_size"  # info key: (width, height) before draft-mode reduction, oriented
 
-# Recognised by content, never by extension. Anything else Pillow knows is refused: EPS, for one,
-# would run Ghostscript on an untrusted file. MPO (most phone JPEGs) is reached through "JPEG".
-_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "DIB", "TIFF", "HEIF", "AVIF", "PPM", "TGA", "JPEG2000")
+# Recognised by content, never by extension: every format this Pillow reads (with pillow-heif and
+# pillow-jxl-plugin registered), less the stubs that identify a format without decoding it. EPS
+# runs Ghostscript (in -dSAFER mode) on the file; decoding happens in guarded worker processes.
 _JPEG_FORMATS = ("JPEG", "MPO")
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _WHITE = (255, 255, 255)
@@ -54,6 +54,11 @@ def open_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     return _decode(io.BytesIO(data), max_pixels, None)
 
 
+def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
+    """`load_image` for bytes already in memory (an embedded preview, a video frame's container...)."""
+    return _decode(io.BytesIO(data), max_pixels, draft_size)
+
+
 def to_pixels(img: Image.Image, size: int, resize_mode: str = "shortest", interpolation: str = "bicubic") -> np.ndarray:
     """(size, size, 3) uint8 pixels, resized and cropped/padded exactly as open_clip's eval preprocess.
 
@@ -83,12 +88,12 @@ def to_pixels(img: Image.Image, size: int, resize_mode: str = "shortest", interp
 def _decode(fp, max_pixels: int, draft_size: int | None) -> Image.Image:
     """Open, check the pixel cap, decode the first frame and orient it; Pillow errors -> ImageError."""
     try:
-        with Image.open(fp, formats=_formats()) as img:
+        with Image.open(fp, formats=readable_formats()) as img:
             full_width = img.width
             if draft_size and img.format in _JPEG_FORMATS:
                 img.draft("RGB", (draft_size, draft_size))
             # Checked after draft on purpose: the cap bounds what gets decoded, and draft shrinks that.
-            _check_pixels(img.size, max_pixels)
+            check_pixels(img.size, max_pixels)
             img.load()
             scale = full_width / img.width
             out = _to_rgb(_orient(img))
@@ -103,25 +108,30 @@ def _decode(fp, max_pixels: int, draft_size: int | None) -> Image.Image:
 
 
 @functools.cache
-def _formats() -> tuple[str, ...]:
-    """The allowed formats this Pillow can open; registers pillow_heif once (idempotent, process-wide)."""
-    try:
-        from pillow_heif import register_heif_opener
-    except ImportError:
-        pass  # HEIC files then fail as "not an image"
-    else:
-        register_heif_opener()
+def readable_formats() -> tuple[str, ...]:
+    """The Pillow formats clipsearch decodes; registers the HEIF and JPEG XL plugins once (idempotent)."""
+    from .media import STUBS
+
+    for module, register in (("pillow_heif", "register_heif_opener"), ("pillow_jxl", None)):
+        try:
+            plugin = __import__(module)  # pillow_jxl registers itself on import
+        except ImportError:
+            continue  # those files then fail as "not an image"
+        if register:
+            getattr(plugin, register)()
     Image.init()
-    return tuple(f for f in _FORMATS if f in Image.OPEN)
+    return tuple(f for f in Image.OPEN if f not in STUBS)
 
 
-def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     if size[0] * size[1] > max_pixels:
         mp, cap = size[0] * size[1] / 1e6, max_pixels / 1e6
         raise ImageError(f"too large: {mp:g} MP > {cap:g} MP cap ({size[0]}x{size[1]})")
 
 
 def _reason(e: BaseException) -> str:
+    if "Ghostscript" in str(e):
+        return "EPS needs Ghostscript to be rendered: install it (e.g. `apt install ghostscript`) and re-run"
     if isinstance(e, EOFError) or "truncated" in str(e):
         return "truncated file"
     if isinstance(e, MemoryError):

@@ -22,6 +22,7 @@ from .collection import Collection
 from .errors import IndexDirError, InputError, ModelError
 from .lock import WriteLock
 from .model import ModelIdentity
+from .skipped import SkippedTable
 from .store import IMAGES, FailureTable, Hit, ImageTable, Store, TextTable
 
 TEXTS_PREFIX = "texts_"
@@ -45,6 +46,7 @@ class Index:
         self.images = Collection(root, ImageTable(table, manifest.model.dim), store, self.lock, writable,
                                  legacy_generation=lambda: legacy)
         self.failures = FailureTable(store, self.lock)  # files that could not be indexed, with why
+        self.skipped = SkippedTable(store, self.lock)  # files that are not images, RAW photos or videos
         self._texts: dict[str, Collection] = {}
 
     @property

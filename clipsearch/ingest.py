@@ -21,12 +21,13 @@ import numpy as np
 
 from .batch import Batch, decode_file, embed_decoded, hash_file
 from .changes import Changes, find_changes
-from .config import IMAGE_SUFFIXES, Settings
+from .config import Settings
 from .errors import InputError
 from .files import Scan, display_path, scan, under
 from .index import Index
 from .model import Encoder
 from .pool import DecodeMap
+from .skipped import count_types
 from .store import Failure
 
 #: Compact the table (LanceDB optimize) once this many small fragments have piled up.
@@ -41,14 +42,17 @@ Checkpoint = Callable[[str], None]
 class Summary:
     """What an indexing run did."""
 
-    new: int = 0
+    new: int = 0  # files, a video counting once
     changed: int = 0
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
     failed: list[Failure] = field(default_factory=list)  # this run's failures
     known_failed: int = 0  # failed on an earlier run and not changed since: not retried
+    videos: int = 0  # of the new and changed files, videos ...
+    frames: int = 0  # ... and the frames sampled from them (a row each)
     skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # files that are not images, by type
     notes: list[str] = field(default_factory=list)  # e.g. the ANN index was rebuilt
     seconds: float = 0.0
 
@@ -66,7 +70,7 @@ class Summary:
         d = {k: v for k, v in asdict(self).items() if k not in ("failed", "skipped_dirs", "seconds")}
         return d | {
             "indexed": self.indexed, "seconds": round(self.seconds, 3),
-            "images_per_s": round(self.images_per_s, 2),
+            "images_per_s": round(self.images_per_s, 2), "skipped_total": sum(self.skipped.values()),
             "failed": [{"path": display_path(f.path), "reason": f.reason} for f in self.failed],
             "skipped_dirs": [{"path": display_path(p), "reason": r} for p, r in self.skipped_dirs]}
 
@@ -88,15 +92,17 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
     with index.writing():  # upgrades an index of an older schema first
         work = _plan(index, found, resolved, functools.partial(decode_map, hash_file))
         summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
-                          skipped_dirs=found.skipped)
+                          skipped_dirs=found.skipped, skipped=count_types(found.not_media))
         summary.removed = _relink(index, work, checkpoint)
-        decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels)
+        decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels,
+                                   video=settings.video)
         _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
                 on_progress, checkpoint)
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")
         index.images.sync()
+        index.skipped.update(resolved, found.not_media, kept=[p for p, _ in found.skipped])
         index.add_roots(resolved)
         summary.notes = list(index.images.notes)
     summary.seconds = time.perf_counter() - start
@@ -114,12 +120,15 @@ def remove_paths(index: Index, paths: list[str]) -> int:
         ids = [r.id for r in index.images.all_rows() if under(r.path, targets)]
         failures = index.failures.all()
         kept = [f for f in failures if not under(f.path, targets)]
-        if not ids and len(kept) == len(failures):
+        skipped = [p for p, _ in index.skipped.all() if under(p, targets)]
+        if not ids and len(kept) == len(failures) and not skipped:
             raise InputError(f"nothing in the index is at or under {', '.join(map(display_path, paths))}: "
                              "`clipsearch info` lists the indexed folders")
         index.images.remove(ids)
         if len(kept) < len(failures):
             index.failures.replace(kept)
+        if skipped:
+            index.skipped.update(targets, [])
         index.manifest.roots = [r for r in index.manifest.roots if not under(r, targets)]
         index.images.sync()
         index.write_manifest()
@@ -129,8 +138,9 @@ def remove_paths(index: Index, paths: list[str]) -> int:
 def _plan(index: Index, found: Scan, roots: list[str], hash_many) -> Changes:
     rows = index.images.all_rows()
     if not found.paths and not any(under(r.path, roots) for r in rows):
-        raise InputError(f"no image files found under {', '.join(map(display_path, roots))} (looked for "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))}): check the folder")
+        others = ", ".join(f"{t} {n}" for t, n in count_types(found.not_media).items()) or "none"
+        raise InputError(f"no image files found under {', '.join(map(display_path, roots))}: no images, "
+                         f"RAW photos or videos (other files: {others}); check the folder")
     return find_changes(rows, index.failures.all(), found, roots, hash_many)
 
 
@@ -143,7 +153,7 @@ def _relink(index: Index, work: Changes, checkpoint: Checkpoint) -> int:
     if work.failures_dropped:
         index.failures.replace(list(work.failures.values()))  # without retried and gone files
     checkpoint("cleaned")
-    return len(work.gone)
+    return work.removed
 
 
 def _encode(index: Index, encoder: Encoder, work: Changes, summary: Summary, decoded: Iterator,
@@ -187,11 +197,13 @@ def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, check
         work.failures |= {f.path: f for f in pending.failures}
         index.failures.replace(list(work.failures.values()))
         checkpoint("failures")
-    paths = [r.path for r in pending.rows] + [f.path for f in pending.failures]
-    index.images.remove([work.replaced[p] for p in paths if p in work.replaced])
+    done = {r.path for r in pending.rows}
+    index.images.remove([i for p in done | {f.path for f in pending.failures} for i in work.replaced.get(p, ())])
     checkpoint("removed")
-    summary.changed += sum(r.path in work.replaced for r in pending.rows)
-    summary.new += sum(r.path not in work.replaced for r in pending.rows)
+    summary.changed += len(done & work.replaced.keys())
+    summary.new += len(done - work.replaced.keys())
+    frames = [r.path for r in pending.rows if r.time_s is not None]
+    summary.videos, summary.frames = summary.videos + len(set(frames)), summary.frames + len(frames)
     summary.failed += pending.failures
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]

@@ -11,8 +11,9 @@ from .errors import IndexDirError
 from .model import ModelIdentity
 
 #: 2: content hash + raw path columns, failures table. 3: every collection's ANN file carries its
-#: generation (was manifest "ann" / texts_<name>.json), BTREE index on id.
-SCHEMA_VERSION = 3
+#: generation (was manifest "ann" / texts_<name>.json), BTREE index on id. 4: video frames, several
+#: rows of one file (images.time_s).
+SCHEMA_VERSION = 4
 FILENAME = "manifest.json"
 
 

@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageError, InputError
-from .image import load_image, to_pixels
+from .image import to_pixels
+from .media import load_picture
 from .index import Index
 from .store import Hit
 from .model import Encoder
@@ -39,7 +40,7 @@ class Searcher:
         if not Path(path).is_file():
             raise InputError(f"query image {path} does not exist: check the path")
         try:
-            img = load_image(path, max_pixels=self.max_pixels)
+            img = load_picture(path, max_pixels=self.max_pixels, size=self.encoder.preprocess.size)
         except ImageError as e:
             raise InputError(f"can't use {path} as a query image: {e}") from e
         return self.embed(img)

@@ -18,9 +18,9 @@ from .files import display_path
 
 IMAGES = "images"
 FAILURES = "failures"
-_META = ("id", "path", "size", "mtime", "width", "height", "hash")
-#: Columns added by schema 2 (older tables get them, empty, when first written): SQL defaults.
-_ADDED = {"hash": "CAST(NULL AS STRING)", "path_raw": "CAST(NULL AS BINARY)"}
+_META = ("id", "path", "size", "mtime", "width", "height", "hash", "time_s")
+#: Columns added by schemas 2 and 4 (older tables get them, empty, on upgrade): SQL defaults.
+_ADDED = {"hash": "CAST(NULL AS STRING)", "path_raw": "CAST(NULL AS BINARY)", "time_s": "CAST(NULL AS DOUBLE)"}
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,19 @@ class Row:
     width: int
     height: int
     hash: str = ""  # hex content hash; "" for rows of schema-1 indexes
+    time_s: float | None = None  # a video frame's time in its video; None for a still image
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One image found for a query."""
+    """One image (or video frame) found for a query."""
 
     path: str
     score: float
     id: int
     width: int
     height: int
+    time_s: float | None = None  # a video frame's time in its video; None for a still image
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def image_schema(dim: int):
         pa.field("size", pa.int64()), pa.field("mtime", pa.float64()),
         pa.field("width", pa.int32()), pa.field("height", pa.int32()),
         pa.field("vector", pa.list_(pa.float32(), dim)),
-        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()),
+        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()), pa.field("time_s", pa.float64()),
     ])
 
 
@@ -262,7 +264,7 @@ class ImageTable(VectorTable):
 
     def hits(self, ids, scores) -> list[Hit]:
         found = self.rows(ids)
-        return [Hit(r.path, float(s), r.id, r.width, r.height)
+        return [Hit(r.path, float(s), r.id, r.width, r.height, r.time_s)
                 for i, s in zip(ids, scores) if (r := found.get(int(i)))]
 
     def _rows(self, where: str | None) -> list[Row]:

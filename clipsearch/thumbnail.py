@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from .errors import ImageError
-from .image import load_image
+from .media import load_picture
 from .durable import atomic_write
 
 THUMBNAIL_DIR = "thumbnails"  # inside the index directory
@@ -28,23 +28,26 @@ class Thumbnails:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.px, self.max_pixels = px, max_pixels
 
-    def get(self, path: str | os.PathLike) -> bytes:
-        """JPEG bytes for the image at `path`; ImageError (with the reason) if it can't be read."""
+    def get(self, path: str | os.PathLike, time_s: float | None = None) -> bytes:
+        """JPEG bytes for the image at `path` (a video's frame at `time_s`); ImageError (with the
+        reason) if it can't be read."""
         try:
             st = os.stat(path)
         except OSError as e:
             raise ImageError(f"can't read file: {e.strerror or e}") from e
-        cached = self._cached(f"{os.fspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{self.px}")
+        at = "" if time_s is None else f"\0{time_s!r}"
+        cached = self._cached(f"{os.fspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{self.px}{at}")
         if cached is not None and cached.is_file():
             return cached.read_bytes()
-        data = self.make(path)
+        data = self.make(path, time_s)
         if cached is not None:
             self._keep(cached, data)
         return data
 
-    def make(self, path: str | os.PathLike) -> bytes:
-        """A fresh thumbnail of `path`, decoded with the same guarded loader as indexing."""
-        return self.encode(load_image(path, max_pixels=self.max_pixels, draft_size=self.px))
+    def make(self, path: str | os.PathLike, time_s: float | None = None) -> bytes:
+        """A fresh thumbnail of `path` (an image, a RAW photo, or a video's frame at `time_s`),
+        decoded with the same loaders as indexing."""
+        return self.encode(load_picture(path, max_pixels=self.max_pixels, size=self.px, time_s=time_s))
 
     def encode(self, img: Image.Image) -> bytes:
         """JPEG bytes of an already decoded RGB image, at most `px` on the longest side."""

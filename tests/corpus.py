@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms
 
+import clips
+import dng
+import formats
 import shapes
 
 #: The name of a file that only a process without root's read override can't read (see `unreadable`).
@@ -31,6 +35,7 @@ class Corpus:
     bad: dict[str, str] = field(default_factory=dict)  # path -> phrase its recorded reason contains
     locked_dirs: list[str] = field(default_factory=list)  # must be reported as skipped folders
     locked_files: list[str] = field(default_factory=list)  # inside them: neither indexed nor failed
+    not_media: dict[str, str] = field(default_factory=dict)  # path -> type it is skipped as
 
 
 def write_corpus(root: Path) -> Corpus:
@@ -43,6 +48,10 @@ def write_corpus(root: Path) -> Corpus:
     for name, (write, reason) in _BAD.items():
         write(root / name)
         out.bad[str(root / name)] = reason
+    for name, (content, kind) in _NOT_MEDIA.items():
+        (root / name).write_bytes(content)
+        out.not_media[str(root / name)] = kind
+    _postscript(root / "postscript.jpg", out)
     locked = root / UNREADABLE_DIR
     locked.mkdir()
     _shape(locked / "inside.png", 99)
@@ -118,6 +127,21 @@ def _shape_img(seed: int) -> Image.Image:
     return shapes.draw(*shapes.LABELS[seed % len(shapes.LABELS)], size=64, seed=1000 + seed)
 
 
+def _format(name: str):
+    def write(path: Path, seed: int):
+        formats.WRITERS[name][1](_shape_img(seed), path)
+    return write
+
+
+def _postscript(path: Path, out: Corpus) -> None:
+    """Read through Ghostscript where it is installed, else recorded as needing it."""
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    if shutil.which("gs"):
+        out.good.append(str(path))
+    else:
+        out.bad[str(path)] = "needs Ghostscript"
+
+
 def _symlink_to_good(path: Path, seed: int):
     path.symlink_to("plain.png")  # indexed under its own name, like any file
 
@@ -145,6 +169,13 @@ _GOOD = {
     "new\nline.png": lambda p, s: _shape(p, s),
     "-starts-with-dash.png": lambda p, s: _shape(p, s),
     b"latin1_caf\xe9.png": lambda p, s: _shape(p, s),  # not valid UTF-8
+    "IMG_0042": lambda p, s: _shape(p, s, "JPEG"),  # no suffix: found by content
+    "exported.data": lambda p, s: _shape(p, s, "PNG"),
+    **{f"format_{name}{suffix}": _format(name) for name, (suffix, _) in formats.WRITERS.items()
+       if name != "eps"},
+    "camera.dng": lambda p, s: dng.write_dng(p, _shape_img(s), orientation=6),
+    "clip.mp4": lambda p, s: clips.write_video(p, [("red", "circle", 1.0), ("blue", "star", 1.0)]),
+    "VID_0001": lambda p, s: clips.write_video(p, [("green", "square", 1.0)], container="matroska"),
 }
 
 
@@ -178,6 +209,14 @@ def _bomb(path: Path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
 
 
+def _video_bytes(path: Path, container: str | None = None) -> bytes:
+    tmp = path.with_name(path.name + ".tmp")
+    clips.write_video(tmp, [("red", "circle", 1.0)], container=container or "mp4")
+    data = tmp.read_bytes()
+    tmp.unlink()
+    return data
+
+
 def _symlink_loop(path: Path):
     other = path.with_name("loop_b.jpg")
     path.symlink_to(other.name)
@@ -194,11 +233,28 @@ _BAD = {
     "empty.jpg": (_bytes(b""), "not an image"),
     "notes.png": (_bytes(b"shopping list: milk, eggs\n" * 20), "not an image"),
     "page.webp": (_bytes(b"<!doctype html><html><body>hi</body></html>"), "not an image"),
-    "postscript.jpg": (_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"), "not an image"),
     "bomb.png": (_bomb, "too large"),
     "loop_a.jpg": (_symlink_loop, "can't read"),
     "loop_b.jpg": (lambda p: None, "can't read"),  # made by loop_a's writer
     "dangling.jpg": (lambda p: p.symlink_to("no_such_target.jpg"), "can't read"),
     "pipe.jpg": (_fifo, "not a regular file"),
+    "unknown_camera.nef": (lambda p: _shape(p, 4, "TIFF", tiffinfo={271: "NoSuchCamera"}), "unsupported RAW"),
+    "cut_short.dng": (lambda p: p.write_bytes(b"II*\x00" + bytes(100)), "RAW"),
+    "cut_short.mp4": (lambda p: p.write_bytes(_video_bytes(p)[:1500]), "not a video"),
+    "empty.mov": (_bytes(b""), "not a video"),
+    "odd_codec.mkv": (lambda p: p.write_bytes(_video_bytes(p, "matroska").replace(b"V_MPEG4/ISO/AVC", b"V_NO/SUCH/CODEC")),
+                      "no decoder"),
     UNREADABLE_FILE: (lambda p: _shape(p, 3), "can't read"),
+}
+
+
+# --- files that are not images: each must be counted as skipped, by type ----------------------------
+
+_NOT_MEDIA = {
+    "notes.txt": (b"shopping list\n", ".txt"),
+    "todo.txt": (b"", ".txt"),
+    "report.pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", ".pdf"),
+    "archive.zip": (b"PK\x03\x04" + bytes(60), ".zip"),
+    "Makefile": (b"all:\n\ttrue\n", "(no suffix)"),
+    "song.mp3": (b"ID3\x04\x00" + bytes(60), ".mp3"),
 }

@@ -199,3 +199,24 @@ def _draw(colour, shape):
     import shapes
 
     return shapes.draw(colour, shape, seed=123)
+
+
+def test_a_video_frame_is_shown_played_from_its_moment_and_searched_with(tiny_model, tmp_path, monkeypatch):
+    import shapes
+    from clips import write_video
+
+    photos = tmp_path / "photos"
+    shapes.write_folder(photos, n_per_label=1, labels=[("green", "square"), ("red", "circle")])
+    write_video(photos / "clip.mp4", [("red", "circle", 3.0), ("blue", "star", 3.0)])
+    at = _search(_open(build_index(tmp_path / "idx", tiny_model, [photos]), monkeypatch), "a blue star")
+    assert _results(at)[0] == "clip.mp4@00:03"
+    assert [t.value for t in at.main.text][0] == f"{photos.resolve() / 'clip.mp4'}@00:03"
+    at.toggle(key=[t.key for t in at.toggle if t.key.startswith("play-")][0]).set_value(True).run()
+    _assert_clean(at)
+    videos = at.get("video")
+    assert len(videos) == 1 and videos[0].proto.start_time == 3
+    [b for b in at.button if b.key and b.key.startswith("like-")][0].click().run()  # image -> image on a frame
+    _assert_clean(at)
+    assert at.subheader[0].value == "Images like clip.mp4@00:03" and _results(at)[0] == "clip.mp4@00:03"
+    at.text_input(key="labels").input("a blue star, a red circle").run()  # image -> text on a frame
+    assert "most likely: a blue star" in " ".join(t.value for t in at.text)

@@ -36,7 +36,7 @@ def test_a_failed_background_write_stops_the_run(encoder, shapes_dir, tmp_path, 
         if len(calls) == 2:
             raise OSError("disk full")
 
-    monkeypatch.setattr(index, "add", failing_add)
+    monkeypatch.setattr(index.images, "add", failing_add)
     with pytest.raises(OSError, match="disk full"):
         add_paths(index, encoder, [str(shapes_dir)], EVERY_5)
     assert len(calls) == 2  # the error surfaced before another write was handed over

@@ -31,9 +31,9 @@ def test_decode_records_real_size_and_stat(shapes_dir, encoder):
     path = sorted(shapes_dir.glob("*.png"))[0]
     d = decode_file(str(path), encoder.preprocess, 10**8)
     assert isinstance(d, Decoded)
-    assert (d.row.width, d.row.height) == Image.open(path).size
-    assert d.row.size == path.stat().st_size
-    assert d.pixels.shape == (encoder.preprocess.size, encoder.preprocess.size, 3)
+    assert (d.rows[0].width, d.rows[0].height) == Image.open(path).size and d.rows[0].time_s is None
+    assert d.rows[0].size == path.stat().st_size and d.pixels.shape[0] == 1
+    assert d.pixels.shape == (1, encoder.preprocess.size, encoder.preprocess.size, 3)
 
 
 def test_vanished_file_is_a_failure(encoder, tmp_path):

@@ -47,7 +47,7 @@ def test_json_output_has_path_and_score(cli):
 def test_reindex_encodes_only_new_files(cli, shapes_dir, tmp_path):
     again = cli("index", str(shapes_dir), "--quiet", "--json")
     summary = json.loads(again.output)
-    assert summary["cli"] == 0 and summary["unchanged"] == summary["total"]
+    assert summary["indexed"] == 0 and summary["unchanged"] == summary["total"]
 
 
 def test_broken_file_is_skipped_with_reason(fresh_cli, shapes_dir, tmp_path):
@@ -57,7 +57,7 @@ def test_broken_file_is_skipped_with_reason(fresh_cli, shapes_dir, tmp_path):
     summary = json.loads(fresh_cli("index", str(photos), "--json", "--workers", "1").output)
     assert [f["path"] for f in summary["failed"]] == [str((photos / "broken.jpg").resolve())]
     assert summary["failed"][0]["reason"]
-    assert summary["cli"] == len(list(photos.glob("*.png")))
+    assert summary["indexed"] == len(list(photos.glob("*.png")))
 
 
 @pytest.mark.parametrize("args, message", [

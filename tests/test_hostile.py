@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_hostile_corpus_every_file_indexed_or_recorded(tiny_model, tmp_path):
 
         # Every good file indexed, under its exact path (non-UTF-8 bytes included) ...
         rows = open_index(idx).images.all_rows()
-        assert sorted(r.path for r in rows) == sorted(c.good)
+        assert sorted({r.path for r in rows}) == sorted(c.good)  # a video: several rows, one path
         assert all(os.path.lexists(r.path) and r.hash for r in rows)
         # ... every bad one recorded with its reason, size and mtime, and nothing unaccounted for.
         failed = Cli(tiny_model, idx).json("info", "--failed")
@@ -67,9 +68,15 @@ def test_hostile_corpus_every_file_indexed_or_recorded(tiny_model, tmp_path):
         for f in failed:
             phrase = next(v for p, v in c.bad.items() if display_path(p) == f["path"])
             assert phrase in f["reason"], f
-        assert sorted(scan([photos]).paths) == sorted(c.good + list(c.bad) + c.locked_files)
+        found = scan([photos])
+        assert sorted(found.paths) == sorted(c.good + list(c.bad) + c.locked_files)
+        assert dict(found.not_media) == c.not_media
         assert [d["path"] for d in summary["skipped_dirs"]] == c.locked_dirs
         assert summary["new"] == len(c.good) and len(summary["failed"]) == len(c.bad)
+        assert summary["skipped"] == dict(Counter(c.not_media.values()))
+        # Scanned = indexed + recorded failures + skipped as not images; nothing unaccounted for.
+        assert len(found.paths) + len(found.not_media) == (
+            summary["new"] + len(failed) + summary["skipped_total"] + len(c.locked_files))
     finally:
         corpus.unlock(photos)
 

@@ -161,7 +161,7 @@ def test_schema_1_index_is_read_then_upgraded(cli, photos, encoder, tmp_path):
     batch = add_paths(index, encoder, [str(photos)])
     assert batch.new > 0
     db = lancedb.connect(str(tmp_path / "old" / "lance"))
-    old = db.open_table("images").to_arrow().drop_columns(["hash", "path_raw"])  # as schema 1 wrote it
+    old = db.open_table("images").to_arrow().drop_columns(["hash", "path_raw", "time_s"])  # as schema 1 wrote it
     db.drop_table("images")
     db.create_table("images", old)
     manifest = tmp_path / "old" / "manifest.json"
@@ -169,12 +169,13 @@ def test_schema_1_index_is_read_then_upgraded(cli, photos, encoder, tmp_path):
 
     reader = open_index(tmp_path / "old")
     assert len(reader.images.all_rows()) == batch.new and all(r.hash == "" for r in reader.images.all_rows())
+    assert all(r.time_s is None for r in reader.images.all_rows())
     writer = open_index(tmp_path / "old", writable=True)
     shapes.draw("red", "star", seed=9).save(photos / "one_more.png")
     summary = add_paths(writer, encoder, [str(photos)])
     assert summary.new == 1 and summary.unchanged == batch.new
     assert json.loads(manifest.read_text())["schema_version"] == SCHEMA_VERSION
-    assert {"hash", "path_raw"} <= set(db.open_table("images").schema.names)
+    assert {"hash", "path_raw", "time_s"} <= set(db.open_table("images").schema.names)
 
 
 def test_fragments_are_compacted_when_they_pile_up(tiny_model, photos, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from ..ann import RERANK_FACTOR
 from ..config import DEFAULT_PRESET, PRESETS, Settings
 from ..errors import InputError
 from . import main
-from .maintenance import print_failures
+from .maintenance import print_failures, print_skipped
 from .matches import QUERY_GRAMMAR, print_matches
 from .options import (device_option, index_option, index_root, json_option, load_model, model_option,
                       pretrained_option)
@@ -104,22 +104,30 @@ def query(terms, images, texts, min_score, background, collapse, top, nprobe, re
 @main.command()
 @index_option
 @click.option("--failed", is_flag=True, help="List the files that could not be indexed, with why.")
+@click.option("--skipped", is_flag=True, help="List the files found that are not images, with their type.")
 @json_option
-def info(index_dir, failed, as_json):
+def info(index_dir, failed, skipped, as_json):
     """What the index holds: image count, model, ANN index, size on disk."""
     from .. import open_index
 
     if failed:
         return print_failures(open_index(index_root(index_dir)), as_json)
-    d = open_index(index_root(index_dir)).info()
+    if skipped:
+        return print_skipped(open_index(index_root(index_dir)), as_json)
+    from ..skipped import count_types
+
+    idx = open_index(index_root(index_dir))
+    d = idx.info() | {"failed": len(idx.failures.all()), "skipped": count_types(idx.skipped.all())}
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
     m = d["model"]
+    kinds = ", ".join(f"{t} {n}" for t, n in d["skipped"].items())
     click.echo(f"index:    {d['index']}\nimages:   {d['images']}\n"
                f"model:    {m['model']} / {m['pretrained']} ({m['dim']}-d)\nann:      {d['ann']}\n"
                f"roots:    {', '.join(d['roots']) or '-'}\non disk:  {_human_bytes(d['bytes_on_disk'])}\n"
-               f"schema:   {d['schema_version']}")
+               f"schema:   {d['schema_version']}\nfailed:   {d['failed']} (--failed lists them)\n"
+               f"skipped:  {sum(d['skipped'].values())} not images{': ' + kinds if kinds else ''} (--skipped)")
 
 
 @main.command()
@@ -160,14 +168,19 @@ def _print_summary(s, idx, as_json: bool) -> None:
         return
     d = s.to_dict()
     for f in d["failed"][:20]:
-        click.echo(f"skipped {f['path']}: {f['reason']}", err=True)
+        click.echo(f"failed {f['path']}: {f['reason']}", err=True)
     if len(s.failed) > 20:
-        click.echo(f"… and {len(s.failed) - 20} more skipped files (see `clipsearch info --failed`)", err=True)
+        click.echo(f"… and {len(s.failed) - 20} more failed files (see `clipsearch info --failed`)", err=True)
+    if s.skipped:
+        kinds = ", ".join(f"{t} {n}" for t, n in s.skipped.items())
+        click.echo(f"skipped {d['skipped_total']} files that are not images: {kinds} "
+                   "(see `clipsearch info --skipped`)")
     for p in d["skipped_dirs"]:
         click.echo(f"skipped folder {p['path']}: {p['reason']}", err=True)
     for note in s.notes:
         click.echo(note)
-    click.echo(f"new {s.new}, changed {s.changed}, moved {s.moved}, removed {s.removed}, unchanged "
+    videos = f" ({s.videos} of them videos: {s.frames} frames)" if s.videos else ""
+    click.echo(f"new {s.new}, changed {s.changed}{videos}, moved {s.moved}, removed {s.removed}, unchanged "
                f"{s.unchanged}, failed {len(s.failed) + s.known_failed} in {s.seconds:.1f} s "
                f"({s.images_per_s:.1f} images/s); {len(idx)} images in {idx.root}")
 

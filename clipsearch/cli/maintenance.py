@@ -1,4 +1,4 @@
-"""Keeping an index tidy: `remove`, and the failed-files listing of `info --failed`."""
+"""Keeping an index tidy: `remove`, and the listings of `info --failed` and `info --skipped`."""
 
 from __future__ import annotations
 
@@ -44,3 +44,19 @@ def print_failures(idx, as_json: bool) -> None:
     for f in failures:
         click.echo(f"{display_path(f.path)}: {f.reason}")
     click.echo(f"{len(failures)} files could not be indexed; they are retried when they change", err=True)
+
+
+def print_skipped(idx, as_json: bool) -> None:
+    """The files found that are not images: "type  path" lines, or JSON, and the count by type."""
+    from ..files import display_path
+    from ..skipped import count_types
+
+    skipped = idx.skipped.all()
+    if as_json:
+        click.echo(json.dumps([{"path": display_path(p), "type": t} for p, t in skipped], indent=2))
+        return
+    for p, t in skipped:
+        click.echo(f"{t:12s}  {display_path(p)}")
+    kinds = ", ".join(f"{t} {n}" for t, n in count_types(skipped).items())
+    click.echo(f"{len(skipped)} files are not images, RAW photos or videos{': ' + kinds if kinds else ''}",
+               err=True)

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from ..files import display_path
+from ..video import timestamp
 
 QUERY_GRAMMAR = """\b
 Query algebra: TERMS are texts and images joined by + and - (each a word of its own), each
@@ -55,4 +56,12 @@ def print_matches(labels: list[str], found: list[list], as_json: bool, empty: st
             click.echo(empty, err=True)
         for m in matches:
             more = f"  (+{m.group - 1} near-duplicates)" if m.group and m.group > 1 else ""
-            click.echo(f"{m.hit.score:.4f}  {display_path(m.hit.path) if hasattr(m.hit, 'path') else m.hit.text}{more}")
+            click.echo(f"{m.hit.score:.4f}  {_label(m.hit)}{more}")
+
+
+def _label(hit) -> str:
+    """A text, an image's path, or a video frame's `path@mm:ss`."""
+    if not hasattr(hit, "path"):
+        return hit.text
+    return display_path(hit.path) + (f"@{timestamp(hit.time_s)}" if getattr(hit, "time_s", None) is not None else "")
+
