@@ -7,9 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from clipsearch import Encoder, Index, Matcher, Searcher, Settings, load_encoder, open_index
+from clipsearch import Index, Matcher, ModelIdentity, Searcher, Settings, load_encoder, open_index
+from clipsearch.config import default_cache_dir
 from clipsearch.files import display_path
 from clipsearch.manifest import FILENAME
+from clipsearch.queryencoder import QueryEncoder, query_encoder
 from clipsearch.roots import Roots
 from clipsearch.thumbnail import THUMBNAIL_DIR, Thumbnails
 
@@ -19,7 +21,7 @@ class Resources:
     """The collaborators a page needs, joined."""
 
     index: Index
-    encoder: Encoder
+    encoder: QueryEncoder  # texts through the exported text tower; the model loads for image queries
     searcher: Searcher
     matcher: Matcher  # the one query path: the CLI's `query` runs the same
     thumbs: Thumbnails
@@ -29,26 +31,33 @@ class Resources:
 
 def load(root: Path, settings: Settings) -> Resources:
     """The shared resources for the index at `root`; ClipSearchError if there is none or it is unusable."""
-    idx, info = _index(str(root), _stamp(root))
-    enc = _encoder(idx.identity.model, idx.identity.pretrained, settings.device)
+    stamp = _stamp(root)
+    idx, info = _index(str(root), stamp)
+    searcher, matcher = _search(str(root), stamp, settings.device, settings.max_pixels)
     thumbs = Thumbnails(root / THUMBNAIL_DIR, settings.thumbnail_px, settings.max_pixels)
-    searcher = Searcher(enc, idx, settings.max_pixels)
-    return Resources(idx, enc, searcher, _matcher(searcher), thumbs, Roots(idx.manifest.roots), info)
+    return Resources(idx, searcher.encoder, searcher, matcher, thumbs, Roots(idx.manifest.roots), info)
 
 
 def reload() -> None:
     """Forget the opened indexes (the model stays loaded)."""
     _index.clear()
+    _search.clear()
 
 
 @st.cache_resource(show_spinner="Loading the CLIP model…", max_entries=2)
-def _encoder(model: str, pretrained: str, device: str) -> Encoder:
-    return load_encoder(model, pretrained, device)
+def _encoder(model: str, pretrained: str, dim: int, fingerprint: str, device: str) -> QueryEncoder:
+    return query_encoder(ModelIdentity(model, pretrained, dim, fingerprint), default_cache_dir(),
+                         lambda: load_encoder(model, pretrained, device))
 
 
-@st.cache_resource(show_spinner=False, max_entries=2, hash_funcs={Searcher: id})
-def _matcher(searcher: Searcher) -> Matcher:
-    return Matcher(searcher)  # encodes the calibration prompts once per index
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _search(root: str, stamp: int, device: str, max_pixels: int) -> tuple[Searcher, Matcher]:
+    """Keyed by values, so that every rerun of the page finds them: the Matcher encodes the
+    calibration prompts once per index, not per query."""
+    idx, _ = _index(root, stamp)
+    m = idx.identity
+    searcher = Searcher(_encoder(m.model, m.pretrained, m.dim, m.fingerprint, device), idx, max_pixels)
+    return searcher, Matcher(searcher)
 
 
 @st.cache_resource(show_spinner="Opening the index…", max_entries=2)

@@ -15,6 +15,8 @@ import numpy as np
 
 from clipsearch import annfile
 from clipsearch.errors import IndexDirError, InputError
+from clipsearch.refine import Refine
+from clipsearch.refine import search as refine_search
 
 #: Exact (Flat) search up to this many vectors: at 50k x 512-d it takes ~13 ms on one thread and
 #: 100 MB, needs no training and is never stale; IVF-PQ there would reach recall@10 0.956 only.
@@ -28,6 +30,11 @@ RERANK_FACTOR = 10
 #: (with re-rank) at 50k / 100k / 1M; 32 drops 100k to 0.952.
 NPROBE_DIV = 32
 NPROBE_MIN = 64
+#: ... and enough lists to visit about this many vectors: with the exact re-rank from memory
+#: (refine.py) recall is bound by the lists visited. 100k (1024 lists): 64 probes give 0.979,
+#: 128 give 0.989 at 1.6 ms; 1M (2048): 64 give 0.985, 128 only 0.987 for 1.6x the time
+#: (bench/results/search.md).
+NPROBE_VISIT = 12_000
 #: Training sample per coarse centroid (autofaiss and faiss use 30-256; k-means cost grows with it).
 TRAIN_PER_CENTROID = 40
 #: Residuals per PQ centroid the sub-quantizers train on (faiss default 256: 4x slower, no better
@@ -52,6 +59,7 @@ class AnnSpec:
     nbits: int = 8
     train_size: int = 0
     nprobe: int = 0
+    refine: bool = True  # IVF-PQ: keep the exact vectors in memory for the re-rank (refine.py)
 
     def __post_init__(self):
         ok = self.kind == "flat" or (
@@ -93,7 +101,8 @@ def _pow2_floor(x: float) -> int:
 def estimate_bytes(spec: AnnSpec, n: int) -> int:
     """Bytes in memory and on disk of `spec` holding n vectors (codes, ids, centroids)."""
     size = n * (spec.code_bytes() + 8)
-    if spec.kind == "ivfpq":
+    if spec.kind == "ivfpq" and spec.refine:  # + the exact vectors of the refine stage, with their ids
+        size += n * (4 * spec.dim + 16)
         size += 4 * spec.nlist * spec.dim + 4 * spec.dim * (1 << spec.nbits)
         size += 2 * 32 * 4 * spec.nlist if spec.nlist >= HNSW_NLIST else 0
     return size
@@ -115,9 +124,12 @@ def choose_spec(n: int, dim: int, memory_budget: int | None = None) -> AnnSpec:
     else:
         nlist = min(_pow2_floor(4 * math.sqrt(n)), _pow2_floor(n / 39), 65536)
         train = min(n, max(TRAIN_PER_CENTROID * nlist, MIN_TRAIN))
-        nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_DIV))
-        for m in (m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0):
-            smallest = AnnSpec("ivfpq", dim, nlist, m, 8, train, nprobe)
+        visit = 2 ** math.ceil(math.log2(max(1.0, NPROBE_VISIT * nlist / n)))
+        nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_DIV, visit))
+        ms = [m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0]
+        # The exact vectors first (a fast, exact re-rank), then ever smaller codes without them.
+        for refine, m in [(True, ms[0])] + [(False, m) for m in ms]:
+            smallest = AnnSpec("ivfpq", dim, nlist, m, 8, train, nprobe, refine)
             if memory_budget is None or estimate_bytes(smallest, n) <= memory_budget:
                 return smallest
     raise InputError(
@@ -219,8 +231,10 @@ def _add(index, xb: np.ndarray, ids: np.ndarray) -> None:
 class AnnIndex:
     """A FAISS index keyed by the caller's int64 ids; search returns D (nq, k), I (nq, k)."""
 
-    def __init__(self, index, spec: AnnSpec, trained_on: int = 0, generation: int | None = None):
+    def __init__(self, index, spec: AnnSpec, trained_on: int = 0, generation: int | None = None,
+                 refine=None):
         self._index = index
+        self.refine = refine  # IVF-PQ: the exact vectors (refine.Refine), None in files of before it
         self.spec = spec
         self.trained_on = trained_on
         self.generation = generation  # the table version it was saved for (None: not recorded)
@@ -239,18 +253,47 @@ class AnnIndex:
         index = faiss.index_factory(spec.dim, spec.factory(), faiss.METRIC_INNER_PRODUCT)
         trained_on = _train(index, spec, xb) if spec.kind == "ivfpq" else 0
         _add(index, xb, ids)
-        return cls(index, spec, trained_on)
+        refine = Refine.build(xb, ids) if spec.kind == "ivfpq" and spec.refine else None
+        return cls(index, spec, trained_on, refine=refine)
 
     def add(self, xb: np.ndarray, ids: np.ndarray) -> None:
         """Add xb (n, D) under ids (n,) with the trained quantizers, no retraining."""
         xb = _matrix(xb, self.spec.dim, "xb")
         _add(self._index, xb, _ids(ids, len(xb)))
+        if self.refine is not None:
+            self.refine.add(xb, ids)
         self._gpu = None
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove these ids (unknown ones are ignored); returns how many were removed."""
         self._gpu = None
+        if self.refine is not None:
+            self.refine.remove(ids)
         return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64).ravel()))
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray | None:
+        """(len(ids), D) float32 exact vectors (zeros for unknown ids) if this index stores them
+        (Flat), else None."""
+        if self.spec.kind != "flat":
+            return None if self.refine is None else self.refine.vectors_of(ids)
+        out = np.zeros((len(ids), self.spec.dim), np.float32)
+        for n, i in enumerate(np.asarray(ids, np.int64)):
+            try:
+                out[n] = self._index.reconstruct(int(i))
+            except RuntimeError:  # not in the index
+                pass
+        return out
+
+    def search_exact(self, xq: np.ndarray, k: int, nprobe: int | None = None, depth: int | None = None,
+                     lookup: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by exact inner product: Flat searches exactly; IVF-PQ re-ranks at least `depth`
+        candidates (default RERANK_FACTOR·k) with exact vectors, deeper where near-ties need it
+        (refine.search). `lookup(ids)` gives exact vectors when this index holds none."""
+        if self.spec.kind == "flat" or (depth is not None and depth <= k):  # rerank 1: codes only
+            return self.search(xq, k, nprobe)
+        lookup = self.refine.vectors_of if self.refine is not None else lookup
+        return refine_search(lambda x, d: self.search(x, d, nprobe), lookup, _matrix(xq, self.spec.dim, "xq"),
+                             k, depth or RERANK_FACTOR * k, len(self))
 
     def needs_rebuild(self, n_now: int) -> bool:
         """True when a collection of n_now vectors deserves another index (kind or ~4x nlist)."""
@@ -318,8 +361,11 @@ class AnnIndex:
         import faiss
 
         self.generation = generation
-        annfile.write(Path(path), faiss.serialize_index(self._index),
-                      {"spec": self.spec.to_dict(), "trained_on": self.trained_on, "generation": generation})
+        blob = faiss.serialize_index(self._index)
+        extra = self.refine.serialize() if self.refine is not None else blob[:0]
+        annfile.write(Path(path), np.concatenate([blob, extra]),
+                      {"spec": self.spec.to_dict(), "trained_on": self.trained_on, "generation": generation,
+                       "refine_nbytes": int(extra.nbytes)})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AnnIndex:
@@ -330,9 +376,11 @@ class AnnIndex:
         head, blob = annfile.read(path)
         try:
             spec = AnnSpec.from_dict(head["spec"])
-            index = faiss.deserialize_index(blob)
+            cut = len(blob) - int(head.get("refine_nbytes", 0))
+            index = faiss.deserialize_index(blob[:cut])
+            refine = Refine.deserialize(blob[cut:]) if cut < len(blob) else None
         except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
             raise IndexDirError(f"ANN index {path} is corrupt ({e}); delete it and rebuild") from e
         if index.d != spec.dim:
             raise IndexDirError(f"ANN index {path} is inconsistent (dim); delete it and rebuild")
-        return cls(index, spec, int(head["trained_on"]), head.get("generation"))
+        return cls(index, spec, int(head["trained_on"]), head.get("generation"), refine)

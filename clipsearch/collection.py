@@ -6,6 +6,8 @@ The ANN file records the table version it was built from (its generation); when 
 table's current version (a crash between the two writes, a hand edit) or the file is damaged, the
 index is rebuilt from the stored vectors -- in memory for a reader, on disk for a writer.
 Every write takes the write lock (reentrant: a run that holds it across many writes keeps it).
+Each sync also writes `<name>.rows`, the records hits show (see snapshot.py): a reader whose ANN
+file and snapshot are current answers queries without opening LanceDB.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Callable
 import numpy as np
 
 from .ann import RERANK_FACTOR, AnnIndex, choose_spec
-from .ann import rerank as rerank_exact
+from . import snapshot
+from .refine import Refine
 from .errors import IndexDirError, InputError
 from .lock import WriteLock
 from .store import Store, VectorTable
@@ -32,6 +35,7 @@ class Collection:
         self.root, self.table, self.writable = root, table, writable
         self._store, self._lock, self._legacy = store, lock, legacy_generation
         self._ann: AnnIndex | None = None
+        self._snapshot: snapshot.Snapshot | None = None  # set by _load_ann when current (readers)
         self._next_id: int | None = None
         self.notes: list[str] = []  # what `sync` did that a user should hear about
 
@@ -107,13 +111,22 @@ class Collection:
                 ann = self._ann = self._build_ann()
                 note = f"ANN index of {self.name} rebuilt for {len(ann)} vectors: {old} -> {ann.spec.describe()}"
                 self.notes.append(note)
+            if ann.spec.kind == "ivfpq" and ann.spec.refine and ann.refine is None:  # an older file
+                ids, xb = self.table.vectors()
+                ann.refine = Refine.build(xb, ids)
             self.table._ensure_id_index()
-            ann.save(self.ann_file, generation=self.table.version)
+            generation = self.table.version
+            ann.save(self.ann_file, generation=generation)
+            snapshot.write(self.root / f"{self.name}{snapshot.SUFFIX}", self.table.records(),
+                           snapshot.stamp(self._store.table_dir(self.name)), generation)
             return note
 
     def reload(self) -> None:
         """See what other processes committed: the latest table version; the ANN index and the next
         id are worked out again when someone else changed the table."""
+        if self._snapshot is not None:  # a reader that hasn't opened the table: look again
+            self._ann, self._snapshot = None, None
+            return
         seen = self.table.version
         self.table.refresh()
         if self.table.version != seen or not self.table.exists:
@@ -125,8 +138,9 @@ class Collection:
                rerank: int | None = None) -> list[list]:
         """(nq, D) float32 unit vectors -> per query the k best hits (Hit or TextHit), best first.
 
-        An approximate index gives `rerank`·k candidates, re-scored exactly with the full
-        vectors from the table, so the top k are exact among the candidates.
+        An approximate index re-scores at least `rerank`·k candidates exactly with the full vectors
+        it holds in memory (or, in a file of before that, from the table), more where near-ties
+        need it (refine.py), so the top k are exact among the candidates.
         """
         if k < 1:
             raise InputError(f"--top must be at least 1 (got {k})")
@@ -135,12 +149,16 @@ class Collection:
         if k <= 0:
             return [[] for _ in range(len(xq))]
         xq = np.ascontiguousarray(xq, np.float32)
-        rerank = rerank or RERANK_FACTOR
-        exact = ann.spec.kind == "flat" or rerank <= 1
-        D, I = ann.search(xq, k if exact else min(len(ann), rerank * k), nprobe)
-        if not exact:
-            D, I = rerank_exact(xq, I, self.table.vectors_of, k)
-        return [self.table.hits(ids[ids >= 0], ds[ids >= 0]) for ds, ids in zip(D, I)]
+        D, I = ann.search_exact(xq, k, nprobe, (rerank or RERANK_FACTOR) * k, self.table.vectors_of)
+        snap = self._snapshot
+        return [self.table.hits(ids[ids >= 0], ds[ids >= 0], snap and snap.records(ids[ids >= 0]))
+                for ds, ids in zip(D, I)]
+
+    def vectors_of(self, ids) -> np.ndarray:
+        """(len(ids), D) float32 stored vectors, zeros for ids not stored; from an exact ANN index
+        when it holds them (no table read)."""
+        xb = self.ann().vectors_of(np.asarray(ids, np.int64))
+        return xb if xb is not None else self.table.vectors_of(ids)
 
     def ann(self) -> AnnIndex:
         """The ANN index, loaded from disk, or rebuilt when it doesn't match the table."""
@@ -156,12 +174,21 @@ class Collection:
     def _load_ann(self) -> AnnIndex:
         try:
             ann = AnnIndex.load(self.ann_file)
+            if self._current_snapshot(ann) is not None:
+                return ann  # current without a look at the table
             generation = ann.generation if ann.generation is not None else self._legacy()
             if generation == self.table.version:
                 return ann
         except IndexDirError:
             pass  # missing or damaged: the stored vectors are the truth, rebuild below
         return self._build_ann()  # in memory; a writer saves it with its next `sync`
+
+    def _current_snapshot(self, ann: AnnIndex) -> snapshot.Snapshot | None:
+        """For a reader: the snapshot, if the table is still at its stamp and `ann` is of its generation."""
+        snap = None if self.writable or ann.generation is None else snapshot.Snapshot.open(
+            self.root / f"{self.name}{snapshot.SUFFIX}", snapshot.stamp(self._store.table_dir(self.name)))
+        self._snapshot = snap if snap is not None and snap.generation == ann.generation else None
+        return self._snapshot
 
     def _build_ann(self) -> AnnIndex:
         ids, xb = self.table.vectors()

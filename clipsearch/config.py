@@ -52,6 +52,7 @@ class VideoSampling:
 
 
 INDEX_ENV = "CLIPSEARCH_INDEX"
+CACHE_ENV = "CLIPSEARCH_CACHE"
 
 
 def default_index_dir() -> Path:
@@ -61,6 +62,15 @@ def default_index_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("clipsearch")) / "index"
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache (exported text towers); $CLIPSEARCH_CACHE overrides it."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("clipsearch"))
 
 
 @dataclass(frozen=True)

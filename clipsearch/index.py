@@ -4,7 +4,8 @@ Layout of an index directory:
     manifest.json        schema version, model identity, indexed roots
     lance/               LanceDB tables: images, texts_<name>..., failures
     images.faiss         the images' ANN index (with the table version it matches)
-    texts_<name>.faiss   each text collection's ANN index
+    images.rows          what hits show, read by queries without LanceDB (snapshot.py)
+    texts_<name>.faiss   each text collection's ANN index (and .rows, its snapshot)
     write.lock           held by the one process writing (see `lock.WriteLock`)
 Writes go through a writable handle (`create_index`, or `open_index(..., writable=True)`); each
 takes the write lock, so a second writer is refused however it writes. Readers never write.
@@ -23,7 +24,7 @@ from .errors import IndexDirError, InputError, ModelError
 from .lock import WriteLock
 from .model import ModelIdentity
 from .skipped import SkippedTable
-from .store import IMAGES, FailureTable, Hit, ImageTable, Store, TextTable
+from .store import IMAGES, FailureTable, Hit, ImageTable, Later, Store, TextTable
 
 TEXTS_PREFIX = "texts_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -38,7 +39,7 @@ class Index:
         self.root, self.manifest, self.writable = root, manifest, writable
         self.lock = WriteLock(root, on_acquire=self._start_writing)
         self._store = store
-        table = store.open_table(IMAGES)
+        table = store.open_table(IMAGES) if writable else Later(store, IMAGES)  # readers: on first use
         if table is None and writable:  # a crash right after the manifest was written
             with WriteLock(root):
                 table = store.create_table(IMAGES, ImageTable(None, manifest.model.dim).schema)

@@ -65,6 +65,11 @@ class Encoder:
         return self.identity.dim
 
     @property
+    def tokenizer(self):
+        """open_clip's tokenizer of this model: N texts -> (N, context length) ids."""
+        return self._tokenizer
+
+    @property
     def logit_scale(self) -> float:
         """The model's learned softmax temperature (CLIP's 100 for trained models)."""
         return float(self._model.logit_scale.exp().item())
@@ -85,6 +90,39 @@ class Encoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return self._run(self._model.encode_text, self._tokenizer(list(texts)).to(self.device))
+
+    def export_text(self, path: Path) -> bool:
+        """Write the text tower as an ONNX graph at `path`, its weights beside it (`path`.data).
+
+        The graph takes (B, L) int64 ids with any L up to the context length: CLIP's text attention
+        is causal and pools at the end-of-text token, so the ids after it can be cut off and a short
+        query costs L/77 of the work. False, writing nothing, for towers without that property.
+        """
+        import contextlib
+        import copy
+        import io
+        import warnings
+
+        import open_clip
+        import torch
+
+        net = self._model
+        if not (isinstance(net, open_clip.CLIP) and net.text_pool_type == "argmax"
+                and net.attn_mask is not None and isinstance(net.text_projection, torch.nn.Parameter)):
+            return False
+        parts = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
+        tower = _causal_text_tower(*(copy.deepcopy(getattr(net, n)) for n in parts),
+                                 net.attn_mask.detach().clone()).float().cpu().eval()
+        ids = torch.tensor([[49406, 320, 1929, 49407], [49406, 320, 49407, 0]], dtype=torch.long)
+        dims = {"ids": {0: torch.export.Dim("batch", min=1, max=65536),
+                        1: torch.export.Dim("length", min=2, max=int(net.attn_mask.shape[0]))}}
+        # The exporter reports its progress on stdout, which belongs to the CLI's output.
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(tower, (ids,), input_names=["ids"], output_names=["vectors"],
+                                        dynamic_shapes=dims, dynamo=True, verbose=False, optimize=False)
+        program.save(str(path), external_data=True)  # weights in path.data: ONNX Runtime maps them
+        return True
 
     def _to_device(self, x):
         """uint8 host tensor -> on the device; on CUDA through pinned memory, copied asynchronously."""
@@ -204,3 +242,25 @@ def _cuda_dtype():
     import torch
 
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _causal_text_tower(*args):
+    import torch
+
+    class CausalTextTower(torch.nn.Module):
+        """CLIP.encode_text, normalised, for ids of any length up to the context length."""
+
+        def __init__(self, embedding, positions, transformer, ln_final, projection, mask):
+            super().__init__()
+            self.embedding, self.positions, self.transformer = embedding, positions, transformer
+            self.ln_final, self.projection = ln_final, projection
+            self.register_buffer("mask", mask)
+
+        def forward(self, ids):
+            n = ids.shape[1]
+            x = self.embedding(ids) + self.positions[:n]
+            x = self.ln_final(self.transformer(x, attn_mask=self.mask[:n, :n]))
+            x = x[torch.arange(x.shape[0]), ids.argmax(dim=-1)] @ self.projection
+            return torch.nn.functional.normalize(x, dim=-1)
+
+    return CausalTextTower(*args)

@@ -101,17 +101,25 @@ class Store:
 
     def __init__(self, root: Path, create: bool):
         """`create`: a writer's store, whose directory is made when missing; a reader's store of a
-        directory that doesn't exist yet is empty (lancedb would create it)."""
-        import lancedb
+        directory that doesn't exist yet is empty (lancedb would create it). Connects on first use:
+        importing lancedb takes ~1.5 s, which a query served by snapshots never pays."""
+        self.root, self._create, self._conn = root, create, None
 
-        self._db = None
-        if not create and not root.exists():
-            return
-        try:
-            self._db = lancedb.connect(str(root))
-        except Exception as e:  # lancedb wraps OS errors in several types
-            raise IndexDirError(f"can't open the index store at {root}: {e}. "
-                                "Check the directory's permissions") from e
+    @property
+    def _db(self):
+        if self._conn is None and (self._create or self.root.exists()):
+            import lancedb
+
+            try:
+                self._conn = lancedb.connect(str(self.root))
+            except Exception as e:  # lancedb wraps OS errors in several types
+                raise IndexDirError(f"can't open the index store at {self.root}: {e}. "
+                                    "Check the directory's permissions") from e
+        return self._conn
+
+    def table_dir(self, name: str) -> Path:
+        """Where the table `name` keeps its files (Lance's layout)."""
+        return self.root / f"{name}.lance"
 
     def open_table(self, name: str):
         """The LanceDB table `name`, or None when it doesn't exist (nothing is created)."""
@@ -144,8 +152,34 @@ class VectorTable:
     O(k log N) and not a scan of the table.
     """
 
+    SNAPSHOT: tuple[str, ...] = ("id",)  # the columns `hits` needs: what a snapshot keeps
+
     def __init__(self, name: str, table, schema):
-        self.name, self._t, self.schema = name, table, schema
+        """`table`: the LanceDB table, None when there is none, or `Later` to open it on first use."""
+        self.name, self._table, self._schema = name, table, schema
+
+    @property
+    def _t(self):
+        if isinstance(self._table, Later):
+            self._table = self._table.store.open_table(self._table.name)
+        return self._table
+
+    @_t.setter
+    def _t(self, table) -> None:
+        self._table = table
+
+    @property
+    def schema(self):
+        if self._schema is None:
+            self._schema = self._t.schema if self._t is not None else self._new_schema()
+        return self._schema
+
+    @schema.setter
+    def schema(self, schema) -> None:
+        self._schema = schema
+
+    def _new_schema(self):
+        raise NotImplementedError
 
     @property
     def exists(self) -> bool:
@@ -192,6 +226,10 @@ class VectorTable:
             yield from self._query(None, names).to_batches()
             return
         yield from self._t.search().select(names).limit(None).to_batches(size)
+
+    def records(self):
+        """The columns `hits` needs (SNAPSHOT) of every row, as a pyarrow Table: what a snapshot keeps."""
+        return self._query(None, [c for c in self.SNAPSHOT if c in self.schema.names])
 
     def max_id(self) -> int:
         if self._t is None or self._t.count_rows() == 0:
@@ -249,11 +287,25 @@ class VectorTable:
         return q.limit(None).to_arrow()
 
 
+@dataclass(frozen=True)
+class Later:
+    """A table to open when first used."""
+
+    store: Store
+    name: str
+
+
 class ImageTable(VectorTable):
     """The images table: `Row`s in, rows and vectors out."""
 
+    SNAPSHOT = ("id", "path", "path_raw", "width", "height", "time_s")
+
     def __init__(self, table, dim: int):
-        super().__init__(IMAGES, table, table.schema if table is not None else image_schema(dim))
+        super().__init__(IMAGES, table, None)
+        self._dim = dim
+
+    def _new_schema(self):
+        return image_schema(self._dim)
 
     def rows(self, ids) -> dict[int, Row]:
         """Rows by id (missing ids are absent from the result)."""
@@ -262,10 +314,14 @@ class ImageTable(VectorTable):
     def all_rows(self) -> list[Row]:
         return self._rows(None)
 
-    def hits(self, ids, scores) -> list[Hit]:
-        found = self.rows(ids)
-        return [Hit(r.path, float(s), r.id, r.width, r.height, r.time_s)
-                for i, s in zip(ids, scores) if (r := found.get(int(i)))]
+    def hits(self, ids, scores, records: list[dict] | None = None) -> list[Hit]:
+        """Hits of `ids` with `scores`; `records`: their SNAPSHOT columns if read already (else read here)."""
+        if records is None:
+            found = {i: (r.path, r.width, r.height, r.time_s) for i, r in self.rows(ids).items()}
+        else:
+            found = {r["id"]: (r["path"], r["width"], r["height"], r.get("time_s"))
+                     for r in map(_path_from_columns, records)}
+        return [Hit(f[0], float(s), int(i), f[1], f[2], f[3]) for i, s in zip(ids, scores) if (f := found.get(int(i)))]
 
     def _rows(self, where: str | None) -> list[Row]:
         names = self.schema.names
@@ -289,16 +345,22 @@ class ImageTable(VectorTable):
 class TextTable(VectorTable):
     """A text collection's table: texts in, texts and vectors out."""
 
+    SNAPSHOT = ("id", "text")
+
     def __init__(self, name: str, table, dim: int):
-        super().__init__(name, table, table.schema if table is not None else text_schema(dim))
+        super().__init__(name, table, None)
+        self._dim = dim
+
+    def _new_schema(self):
+        return text_schema(self._dim)
 
     def texts(self, ids=None) -> dict[int, str]:
         """id -> text, for all rows or those of `ids`."""
         t = self._query(None if ids is None else _id_filter(ids), ["id", "text"])
         return dict(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
 
-    def hits(self, ids, scores) -> list[TextHit]:
-        found = self.texts(ids)
+    def hits(self, ids, scores, records: list[dict] | None = None) -> list[TextHit]:
+        found = self.texts(ids) if records is None else {r["id"]: r["text"] for r in records}
         return [TextHit(found[int(i)], float(s), int(i)) for i, s in zip(ids, scores) if int(i) in found]
 
     def _columns(self, texts: list[str]) -> dict:

@@ -47,7 +47,7 @@ def resolve_weights(arch: str, pretrained: str) -> tuple[str | None, str, dict]:
         return None, "", {}
     path = Path(pretrained).expanduser()
     if path.is_file():
-        return str(path.resolve()), _fingerprint(path), {}
+        return str(path.resolve()), fingerprint(path), {}
     cfg = open_clip.get_pretrained_cfg(arch, pretrained) if pretrained else {}
     if not cfg:
         if any(c in pretrained for c in "/\\.") or not pretrained:
@@ -110,7 +110,7 @@ def pretrained_key(pretrained: str) -> str:
     return str(path.resolve()) if path.is_file() else pretrained
 
 
-def _fingerprint(path: Path) -> str:
+def fingerprint(path: Path) -> str:
     """Size + SHA-256 of the first and last MiB: cheap, and tells different weight files apart."""
     size, h = path.stat().st_size, hashlib.sha256()
     with path.open("rb") as f:

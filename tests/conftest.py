@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,20 @@ class TinyModel(NamedTuple):
     @property
     def name(self) -> str:
         return self.config.stem
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tower_cache(tmp_path_factory) -> Path:
+    """Exported text towers go to a folder of this run, never the user's cache (one export per run)."""
+    from clipsearch.config import CACHE_ENV
+
+    old, folder = os.environ.get(CACHE_ENV), tmp_path_factory.mktemp("cache")
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
     encoder = load_model(root, model, pretrained, settings)  # by default the index's own model
     idx = create_index(root, encoder.identity)
     summary = indexer.run(idx, encoder, [str(p) for p in paths], settings, progress=not quiet and not as_json)
+    _export_text_tower(encoder, summary)
     _print_summary(summary, idx, as_json)
 
 
@@ -138,12 +139,31 @@ def models():
 
 
 def _open_for_query(index_dir, model, pretrained, settings):
+    """(encoder, index): the index's own model, whose text tower answers texts without torch when it
+    was exported (`texttower`); the open_clip model loads only if the query needs it."""
     from .. import open_index
+    from ..config import default_cache_dir
+    from ..queryencoder import query_encoder
 
     idx = open_index(index_root(index_dir))
-    encoder = load_model(idx.root, model, pretrained, settings)
-    idx.check_model(encoder.identity)
-    return encoder, idx
+    if model is not None or pretrained is not None:
+        encoder = load_model(idx.root, model, pretrained, settings)
+        idx.check_model(encoder.identity)
+        return encoder, idx
+    return query_encoder(idx.identity, default_cache_dir(),
+                         lambda: load_model(idx.root, None, None, settings)), idx
+
+
+def _export_text_tower(encoder, summary) -> None:
+    """Export the model's text tower for fast queries, once per model (a no-op when done)."""
+    from ..config import default_cache_dir
+    from ..errors import ClipSearchError
+    from ..texttower import export
+
+    try:
+        export(encoder, default_cache_dir())
+    except ClipSearchError as e:
+        summary.notes.append(f"{e}; text queries will load the full model")
 
 
 def _empty_hint(collection, min_score) -> str:
