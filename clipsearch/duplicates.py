@@ -162,12 +162,16 @@ def find_duplicates(index, threshold: float | None = None, folder: str | None = 
     if not 0 < threshold <= 1:
         raise InputError(f"the threshold is a cosine similarity in (0, 1], not {threshold}: "
                          f"try {Settings().duplicate_threshold}")
-    meta, xb = _read(index.images, folder)
+    ann = index.images.ann()
+    meta, xb = _read(index.images, folder, vectors=False)
+    xb = ann.vectors_of(meta["id"])  # the ANN index holds the exact vectors: no table read
+    if xb is None:  # an ANN file from before it kept them: read them from the table
+        meta, xb = _read(index.images, folder, vectors=True)
     if folder is not None and not len(xb):
         raise InputError(f"nothing in the index is at or under {folder}: `clipsearch info` lists the "
                          "indexed folders")
     ids, hashes = meta["id"], meta["hash"]
-    groups = [g for g in group_rows(xb, threshold, hashes, index.images.ann()) if len(g) >= min_group]
+    groups = [g for g in group_rows(xb, threshold, hashes, ann) if len(g) >= min_group]
     members = np.concatenate(groups) if groups else np.zeros(0, np.int64)
     rows = {}
     for s in range(0, len(members), 4096):  # paths as the OS spells them (path_raw)
@@ -175,24 +179,25 @@ def find_duplicates(index, threshold: float | None = None, folder: str | None = 
     return [_group(g, xb, ids, rows, hashes, meta["taken"], meta["mtime"]) for g in groups]
 
 
-def _read(images, folder) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _read(images, folder, vectors: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Columns (id, hash, mtime, taken) and (N, D) float32 vectors of the still images (under `folder`),
-    read batch by batch into one array. At 1M x 512-d the process peaks at ~4.9 GB: the 2 GB of
-    vectors, and LanceDB's read buffers, which it keeps (bench/results/dupes.md)."""
+    read batch by batch into one array (`vectors`: else None). Reading 1M x 512-d vectors this way
+    peaked at 4.9 GB: their 2 GB, and LanceDB's read buffers, which it keeps."""
     import pyarrow as pa
     import pyarrow.compute  # noqa: F401  (pa.compute)
 
-    xb = np.empty((len(images), images.dim), np.float32)
+    xb = np.empty((len(images) if vectors else 0, images.dim), np.float32)
     meta, at = {"id": [], "hash": [], "mtime": [], "taken": []}, 0
-    for b in images.batches(_COLUMNS):
+    for b in images.batches(_COLUMNS if vectors else [c for c in _COLUMNS if c != "vector"]):
         if "time_s" in b.schema.names:  # video frames are not files: a video's frames share its hash
             b = b.filter(pa.compute.is_null(b.column("time_s")))
         if folder is not None:
             b = b.filter(pa.array(_under_mask(b.column("path").to_pylist(), folder)))
-        if at + b.num_rows > len(xb):  # rows added since the count
-            xb = np.concatenate([xb, np.empty((at + b.num_rows - len(xb), xb.shape[1]), np.float32)])
-        col = b.column("vector")
-        xb[at : at + b.num_rows] = col.flatten().to_numpy(zero_copy_only=False).reshape(b.num_rows, xb.shape[1])
+        if vectors:
+            if at + b.num_rows > len(xb):  # rows added since the count
+                xb = np.concatenate([xb, np.empty((at + b.num_rows - len(xb), xb.shape[1]), np.float32)])
+            col = b.column("vector").flatten().to_numpy(zero_copy_only=False)
+            xb[at : at + b.num_rows] = col.reshape(b.num_rows, xb.shape[1])
         at += b.num_rows
         names = b.schema.names
         meta["id"].append(b.column("id").to_numpy())
@@ -202,7 +207,7 @@ def _read(images, folder) -> tuple[dict[str, np.ndarray], np.ndarray]:
     out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in meta.items() if k != "hash"}
     out["id"] = out["id"].astype(np.int64)
     out["hash"] = np.array(meta["hash"], dtype=str)
-    return out, xb[:at]
+    return out, xb[:at] if vectors else None
 
 
 def _group(g, xb, ids, rows, hashes, taken, mtime) -> DuplicateGroup:
