@@ -63,19 +63,21 @@ class Collection:
 
     # --- writing -------------------------------------------------------------------------
 
-    def add(self, records: list, xb: np.ndarray) -> np.ndarray:
-        """Append records (their ids are assigned here) with their (N, D) vectors in one commit;
-        the same vectors go into the ANN index in memory (saved by `sync`). -> the new ids."""
+    def add(self, records: list, xb: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+        """Append records with their (N, D) vectors in one commit, under `ids` (assigned here when
+        None); the same vectors go into the ANN index in memory (saved by `sync`). -> the ids."""
         with self._writing():
             ann = self.ann()  # before the commit, so that loading it doesn't see a moved table
             self.table._create(self._store)
             if self._next_id is None:
                 self._next_id = self.table.max_id() + 1
-            ids = np.arange(self._next_id, self._next_id + len(records), dtype=np.int64)
+            if ids is None:
+                ids = np.arange(self._next_id, self._next_id + len(records), dtype=np.int64)
+            ids = np.asarray(ids, np.int64)
             if len(records):
                 self.table._append(self.table._columns(records), ids, xb)
                 ann.add(xb, ids)
-                self._next_id += len(records)
+                self._next_id = max(self._next_id, int(ids.max()) + 1)
             return ids
 
     def remove(self, ids) -> None:

@@ -17,5 +17,9 @@ class IndexDirError(ClipSearchError):
     """The index directory is missing, unreadable, from a newer version or inconsistent."""
 
 
+class LockedError(IndexDirError):
+    """Another process holds the lock this one needs (it is released when that process ends)."""
+
+
 class ImageError(ClipSearchError):
     """One image can't be decoded; indexing records it and goes on."""

@@ -39,15 +39,20 @@ class Index:
         self.root, self.manifest, self.writable = root, manifest, writable
         self.lock = WriteLock(root, on_acquire=self._start_writing)
         self._store = store
-        table = store.open_table(IMAGES) if writable else Later(store, IMAGES)  # readers: on first use
-        if table is None and writable:  # a crash right after the manifest was written
-            with WriteLock(root):
-                table = store.create_table(IMAGES, ImageTable(None, manifest.model.dim).schema)
-        legacy = manifest.legacy_ann.get("generation")
-        self.images = Collection(root, ImageTable(table, manifest.model.dim), store, self.lock, writable,
-                                 legacy_generation=lambda: legacy)
+        self._open_collections()
         self.failures = FailureTable(store, self.lock)  # files that could not be indexed, with why
         self.skipped = SkippedTable(store, self.lock)  # files that are not images, RAW photos or videos
+
+    def _open_collections(self) -> None:
+        """The active vector set's collections (see vectorsets.py): images, and texts on demand."""
+        manifest, name = self.manifest, self.manifest.prefix + IMAGES
+        table = self._store.open_table(name) if self.writable else Later(self._store, name)  # readers: on first use
+        if table is None and self.writable:  # a crash right after the manifest was written
+            with WriteLock(self.root):
+                table = self._store.create_table(name, ImageTable(None, manifest.model.dim).schema)
+        legacy = manifest.legacy_ann.get("generation")
+        self.images = Collection(self.root, ImageTable(table, manifest.model.dim, name), self._store,
+                                 self.lock, self.writable, legacy_generation=lambda: legacy)
         self._texts: dict[str, Collection] = {}
 
     @property
@@ -68,7 +73,8 @@ class Index:
 
     def text_names(self) -> list[str]:
         """Names of the text collections."""
-        return [n[len(TEXTS_PREFIX):] for n in self._store.names() if n.startswith(TEXTS_PREFIX)]
+        prefix = self.manifest.prefix + TEXTS_PREFIX
+        return [n[len(prefix):] for n in self._store.names() if n.startswith(prefix)]
 
     def texts(self, name: str | None = None, create: bool = False) -> Collection:
         """The text collection `name` (the only one when None); with `create`, made when missing.
@@ -90,7 +96,7 @@ class Index:
         return coll
 
     def _text_collection(self, name: str) -> Collection:
-        table = TEXTS_PREFIX + name
+        table = self.manifest.prefix + TEXTS_PREFIX + name
         sidecar = self.root / f"{table}.json"  # schema 2 kept the generation there
 
         def legacy() -> int | None:
@@ -117,13 +123,21 @@ class Index:
     def _start_writing(self) -> None:
         """Run when this handle takes the write lock: see what others committed, and bring an index
         of an older schema up to this one before anything is written to it."""
+        model = self.identity
         self.reload()
+        if not self.identity.same_model(model):
+            raise ModelError(f"the index at {self.root} was switched to {self.identity.describe()} "
+                             "(clipsearch reindex) after this run loaded its model: run it again")
         if self.manifest.schema_version < mf.SCHEMA_VERSION:
             self.upgrade()
 
     def reload(self) -> None:
         """See what other processes committed: the manifest and every collection's latest version."""
+        active = (self.manifest.prefix, self.identity)
         self.manifest = mf.read(self.root)
+        if (self.manifest.prefix, self.identity) != active:  # a re-index switched the vector set
+            self._open_collections()
+            return
         self.images.reload()
         for coll in self._texts.values():
             coll.reload()

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .errors import IndexDirError
+from .errors import IndexDirError, LockedError
 
 LOCK_FILE = "write.lock"
 
@@ -20,8 +20,9 @@ class WriteLock:
     holder share the lock; `on_acquire` runs when it is first taken (to see what others committed).
     """
 
-    def __init__(self, root: Path | str, on_acquire: Callable[[], None] = lambda: None):
-        self.root = Path(root)
+    def __init__(self, root: Path | str, on_acquire: Callable[[], None] = lambda: None,
+                 filename: str = LOCK_FILE):
+        self.root, self.filename = Path(root), filename
         self._on_acquire = on_acquire
         self._fd: int | None = None
         self._depth = 0
@@ -56,7 +57,7 @@ class WriteLock:
     def _acquire(self) -> int:
         import fcntl
 
-        path = self.root / LOCK_FILE
+        path = self.root / self.filename
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -67,9 +68,9 @@ class WriteLock:
         except OSError as e:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise IndexDirError(f"another clipsearch process (pid {holder}) is writing to the index at "
-                                f"{self.root}: wait for it to finish, then run this again (queries "
-                                "keep working meanwhile)") from e
+            raise LockedError(f"another clipsearch process (pid {holder}) is writing to the index at "
+                              f"{self.root}: wait for it to finish, then run this again (queries "
+                              "keep working meanwhile)") from e
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd

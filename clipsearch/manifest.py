@@ -12,8 +12,9 @@ from .model import ModelIdentity
 
 #: 2: content hash + raw path columns, failures table. 3: every collection's ANN file carries its
 #: generation (was manifest "ann" / texts_<name>.json), BTREE index on id. 4: video frames, several
-#: rows of one file (images.time_s).
-SCHEMA_VERSION = 4
+#: rows of one file (images.time_s). 5: vector sets (the tables' prefix, a re-index under way, sets
+#: kept for another model: see vectorsets.py).
+SCHEMA_VERSION = 5
 FILENAME = "manifest.json"
 
 
@@ -23,6 +24,9 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     roots: list[str] = field(default_factory=list)  # folders ever indexed, resolved
     legacy_ann: dict = field(default_factory=dict)  # schema <= 2: the images' ANN state ("ann")
+    prefix: str = ""  # of the active vector set's tables: "" (images, texts_<name>) or e.g. "s1_"
+    pending: dict = field(default_factory=dict)  # {"prefix", "model"}: the set a re-index is building
+    kept: list[dict] = field(default_factory=list)  # [{"prefix", "model"}]: sets kept for switching back
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -49,7 +53,8 @@ def read(root: Path) -> Manifest:
                             f"{version} > {SCHEMA_VERSION}): upgrade clipsearch to use it")
     try:
         return Manifest(model=ModelIdentity.from_dict(d["model"]), schema_version=version,
-                        roots=d.get("roots", []), legacy_ann=d.get("ann", {}))
+                        roots=d.get("roots", []), legacy_ann=d.get("ann", {}), prefix=d.get("prefix", ""),
+                        pending=d.get("pending", {}), kept=d.get("kept", []))
     except (KeyError, TypeError) as e:
         raise IndexDirError(f"{path} is damaged ({e}): re-create the index into a new --index DIR") from e
 

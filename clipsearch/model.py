@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, ModelError
-from .weights import preprocess_overrides, pretrained_key, register, resolve_weights
+from .weights import check_tokenizer, preprocess_overrides, pretrained_key, register, resolve_weights
 
 
 @dataclass(frozen=True)
@@ -146,37 +146,61 @@ class Encoder:
 
 
 def load_encoder(model: str, pretrained: str, device: str = "auto", batch_size: int = 0,
-                 fast: bool = False) -> Encoder:
+                 fast: bool = False, models_dir: Path | None = None) -> Encoder:
     """Load an open_clip model by architecture name or config-JSON path, with a tag or weights file.
 
-    `fast` speeds up the image tower on a CPU at a small cost in fidelity (see `speed_up`); on CUDA
-    the model always runs under bf16/fp16 autocast. Raises ModelError with what to do when the name is unknown or the weights can't be had;
-    never falls back to random weights unless `pretrained` is explicitly "random".
+    A model imported with `clipsearch models import` into `models_dir` (default: the per-user one)
+    is loaded from there, with no network. `fast` speeds up the image tower on a CPU at a small
+    cost in fidelity (see `speed_up`); on CUDA the model always runs under bf16/fp16 autocast.
+    Raises ModelError with what to do when the name is unknown or the weights or tokenizer can't
+    be had; never falls back to random weights unless `pretrained` is explicitly "random".
     """
     import open_clip
 
-    arch, model_key = register(model)
-    weights, fingerprint, cfg = resolve_weights(arch, pretrained)
+    name, identity, kwargs = _locate(model, pretrained, models_dir)
     device = _pick_device(device)
-    if weights is None:
+    if kwargs.get("pretrained", "") is None:
         import torch
 
         torch.manual_seed(0)  # "random" must mean the same weights in every process
     try:
-        net, _, _ = open_clip.create_model_and_transforms(
-            arch, pretrained=weights, device=device, **preprocess_overrides(cfg))
+        net, _, _ = open_clip.create_model_and_transforms(name, device=device, **kwargs)
+        tokenizer = open_clip.get_tokenizer(name)
     except Exception as e:  # open_clip raises bare RuntimeError/KeyError for bad files
         raise ModelError(f"could not load model {model!r} with weights {pretrained!r}: {e}. "
                          "Check that the weights file matches the architecture.") from e
     net.eval()
+    _reparameterize(net)
     mode = speed_up(net, device) if fast else ""
     pp = open_clip.get_model_preprocess_cfg(net)
     size = pp["size"] if isinstance(pp["size"], int) else pp["size"][0]
     preprocess = Preprocess(size, tuple(pp["mean"]), tuple(pp["std"]),
                             pp.get("interpolation", "bicubic"), pp.get("resize_mode", "shortest"))
-    identity = ModelIdentity(model_key, pretrained_key(pretrained), _embed_dim(net), fingerprint)
-    return Encoder(net, open_clip.get_tokenizer(arch), identity, preprocess, device,
+    identity = ModelIdentity(*identity[:2], int(open_clip.get_model_config(name)["embed_dim"]), identity[2])
+    return Encoder(net, tokenizer, identity, preprocess, device,
                    batch_size or default_batch_size(device), mode)
+
+
+def _locate(model: str, pretrained: str, models_dir: Path | None) -> tuple[str, tuple, dict]:
+    """(open_clip model name, (identity model, pretrained, fingerprint), factory kwargs)."""
+    from .bundle import find_imported
+    from .config import default_models_dir
+
+    local = find_imported(models_dir or default_models_dir(), model, pretrained)
+    if local is not None:
+        return f"local-dir:{local.dir}", (local.model, local.pretrained, local.fingerprint), {}
+    arch, model_key = register(model)
+    weights, fingerprint, cfg = resolve_weights(arch, pretrained)
+    check_tokenizer(arch)
+    kwargs = {"pretrained": weights, **preprocess_overrides(cfg)}
+    return arch, (model_key, pretrained_key(pretrained), fingerprint), kwargs
+
+
+def _reparameterize(net) -> None:
+    """Fuse the train-time branches of MobileCLIP's image tower (a no-op for other models)."""
+    from timm.utils.model import reparameterize_model
+
+    reparameterize_model(net.visual, inplace=True)
 
 
 def default_batch_size(device: str) -> int:
@@ -219,13 +243,6 @@ def _quantise_linears(net) -> bool:
             warnings.simplefilter("ignore")
             net.visual = torch.ao.quantization.quantize_dynamic(net.visual, names, dtype=torch.qint8)
     return bool(names)
-
-
-def _embed_dim(net) -> int:
-    proj = getattr(net, "text_projection", None)
-    if proj is not None and hasattr(proj, "shape"):
-        return int(proj.shape[-1])
-    return int(net.visual.output_dim)
 
 
 def _pick_device(device: str) -> str:

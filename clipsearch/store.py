@@ -134,6 +134,11 @@ class Store:
         """The table `name`, created empty with `schema` when missing (writers only)."""
         return self._db.create_table(name, schema=schema, exist_ok=True)
 
+    def drop_table(self, name: str) -> None:
+        """Delete the table `name` if it exists (writers only)."""
+        if name in self.names():
+            self._db.drop_table(name)
+
     def names(self) -> list[str]:
         """Names of the tables in the store."""
         out, token = [], None
@@ -300,8 +305,8 @@ class ImageTable(VectorTable):
 
     SNAPSHOT = ("id", "path", "path_raw", "width", "height", "time_s")
 
-    def __init__(self, table, dim: int):
-        super().__init__(IMAGES, table, None)
+    def __init__(self, table, dim: int, name: str = IMAGES):
+        super().__init__(name, table, None)
         self._dim = dim
 
     def _new_schema(self):

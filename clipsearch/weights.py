@@ -66,8 +66,7 @@ def _download(arch: str, tag: str, cfg: dict) -> str:
     cached = _cached(cfg)
     if cached:
         return cached
-    how = (f"Connect to the internet once so clipsearch can download {arch}/{tag} into the "
-           "Hugging Face cache, or download the weights yourself and pass --pretrained FILE")
+    how = _how_to_get(arch, tag) + ", or download the weights yourself and pass --pretrained FILE"
     if not _hub_reachable():
         raise ModelError(f"weights {arch}/{tag} are not in the local cache and huggingface.co "
                          f"can't be reached. {how}")
@@ -75,6 +74,30 @@ def _download(arch: str, tag: str, cfg: dict) -> str:
         return download_pretrained(cfg)
     except Exception as e:
         raise ModelError(f"downloading weights {arch}/{tag} failed ({e}). {how}") from e
+
+
+def check_tokenizer(arch: str) -> None:
+    """ModelError, as for missing weights, when `arch`'s tokenizer is on the hub, not cached, and
+    the hub can't be reached (open_clip ships the other tokenizers)."""
+    import open_clip
+
+    name = (open_clip.get_model_config(arch) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
+    if not name or Path(name).is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if any(isinstance(try_to_load_from_cache(name, f), str) for f in ("tokenizer.json", "tokenizer_config.json")):
+        return
+    if not _hub_reachable():
+        raise ModelError(f"the tokenizer of {arch} ({name}) is not in the local cache and "
+                         f"huggingface.co can't be reached. {_how_to_get(arch, '')}")
+
+
+def _how_to_get(arch: str, tag: str) -> str:
+    what = f"{arch}/{tag}" if tag else arch
+    return (f"Connect to the internet once so clipsearch can download {what} into the Hugging Face "
+            "cache, or bring it on a file: `clipsearch models export NAME FILE` on a connected "
+            "machine, then `clipsearch models import FILE` here")
 
 
 def _cached(cfg: dict) -> str | None:

@@ -1,5 +1,5 @@
 """The batch indexing pipeline: clipsearch's indexing run, with decoding in worker processes."""
 
-from .pipeline import run
+from .pipeline import reindex, run
 
-__all__ = ["run"]
+__all__ = ["reindex", "run"]

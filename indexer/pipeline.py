@@ -30,6 +30,22 @@ def run(index: Index, encoder: Encoder, roots: list[str], settings: Settings = S
         bar(None, None)
 
 
+def reindex(index: Index, encoder: Encoder, settings: Settings = Settings(), keep: bool = False,
+            progress: bool = True):
+    """Move `index` to `encoder`'s model (`clipsearch.vectorsets.reindex`), decoding in processes."""
+    from clipsearch.vectorsets import reindex as reindex_sets
+
+    bar = _bar(progress, "re-encoding")
+    try:
+        with decoding_map(settings.workers or default_workers(), encoder.batch_size,
+                          settings.file_timeout_s) as decode_map:
+            return reindex_sets(index, encoder, keep=keep, max_pixels=settings.max_pixels,
+                                commit_every=settings.commit_every, decode_map=decode_map,
+                                on_progress=bar, checkpoint=failpoint(os.environ.get(FAILPOINT_ENV)))
+    finally:
+        bar(None, None)
+
+
 def failpoint(spec: str | None) -> Callable[[str], None]:
     """The checkpoint callback for FAILPOINT_ENV's `spec`; a no-op without one."""
     if not spec:
@@ -49,7 +65,7 @@ def failpoint(spec: str | None) -> Callable[[str], None]:
     return checkpoint
 
 
-def _bar(enabled: bool):
+def _bar(enabled: bool, desc: str = "indexing"):
     """A progress callback `(done, total)`; `(None, None)` closes it."""
     state = {}
 
@@ -63,7 +79,7 @@ def _bar(enabled: bool):
         if "bar" not in state:
             from tqdm import tqdm
 
-            state["bar"] = tqdm(total=total, unit="img", desc="indexing", leave=False)
+            state["bar"] = tqdm(total=total, unit="img", desc=desc, leave=False)
         state["bar"].update(done - state["bar"].n)
 
     return update

@@ -13,6 +13,7 @@ import pytest
 
 import shapes
 from clirun import CAPTIONS, Cli
+from modelfiles import block_network, make_second_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -51,6 +52,12 @@ def tiny_model() -> TinyModel:
         subprocess.run([sys.executable, str(FIXTURES / "make_tiny_model.py"), "--out", str(folder)],
                        check=True)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tiny_model, tmp_path_factory) -> TinyModel:
+    """A second tiny model whose embeddings disagree with the first's (48-d, another direction)."""
+    return TinyModel(*make_second_model(tiny_model, tmp_path_factory.mktemp("tiny-clip-b")))
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +103,15 @@ def fresh_cli(tiny_model, tmp_path) -> Cli:
 def ui_index(shapes_index) -> Path:
     """The index the UI tests (test_app, test_browser) open; they only read it."""
     return shapes_index
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path) -> Path:
+    """No network (any internet connection fails, as on an air-gapped machine), an empty Hugging Face
+    cache and an empty models directory; returns the models directory."""
+    import huggingface_hub.constants
+
+    block_network(monkeypatch)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("CLIPSEARCH_MODELS", str(tmp_path / "models"))
+    return tmp_path / "models"

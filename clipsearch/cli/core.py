@@ -1,4 +1,4 @@
-"""The core commands: index, query, info, models."""
+"""The core commands: index, query, info."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..ann import RERANK_FACTOR
-from ..config import DEFAULT_PRESET, PRESETS, Settings
+from ..config import Settings
 from ..errors import InputError
 from . import main
 from .maintenance import print_failures, print_skipped
@@ -100,6 +100,12 @@ def query(terms, images, texts, min_score, background, collapse, top, nprobe, re
         found = [collapse_matches(ms, searcher.index.images, top, settings.duplicate_threshold) for ms in found]
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
     print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score))
+    if terms:
+        from ..language import language_hint
+
+        hint = language_hint(" ".join(t for t in terms if not Path(t).is_file()), searcher.encoder.identity.model)
+        if hint:
+            click.echo(hint, err=True)
 
 
 @main.command()
@@ -116,9 +122,11 @@ def info(index_dir, failed, skipped, as_json):
     if skipped:
         return print_skipped(open_index(index_root(index_dir)), as_json)
     from ..skipped import count_types
+    from ..vectorsets import describe
 
     idx = open_index(index_root(index_dir))
-    d = idx.info() | {"failed": len(idx.failures.all()), "skipped": count_types(idx.skipped.all())}
+    d = idx.info() | {"failed": len(idx.failures.all()), "skipped": count_types(idx.skipped.all()),
+                      "vector_sets": describe(idx)}
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -129,13 +137,17 @@ def info(index_dir, failed, skipped, as_json):
                f"roots:    {', '.join(d['roots']) or '-'}\non disk:  {_human_bytes(d['bytes_on_disk'])}\n"
                f"schema:   {d['schema_version']}\nfailed:   {d['failed']} (--failed lists them)\n"
                f"skipped:  {sum(d['skipped'].values())} not images{': ' + kinds if kinds else ''} (--skipped)")
+    sets = d["vector_sets"]
+    if p := sets.get("pending"):
+        click.echo(f"reindex:  to {_model(p['model'])}: {p['images_done']}/{p['images_total']} images, "
+                   f"{p['texts_done']}/{p['texts_total']} texts (run `clipsearch reindex` with that model to go on)")
+    for k in sets["kept"]:
+        click.echo(f"kept:     {_model(k['model'])}: {k['images']} images (switch back with "
+                   f"`clipsearch reindex --model {k['model']['model']} --pretrained {k['model']['pretrained']}`)")
 
 
-@main.command()
-def models():
-    """List the named model presets."""
-    for name, (arch, weights) in PRESETS.items():
-        click.echo(f"{name:14s} {arch} / {weights}{'  (default)' if name == DEFAULT_PRESET else ''}")
+def _model(m: dict) -> str:
+    return f"{m['model']} / {m['pretrained']} ({m['dim']}-d)"
 
 
 def _open_for_query(index_dir, model, pretrained, settings):
