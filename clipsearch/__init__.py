@@ -24,6 +24,7 @@ from .config import BACKGROUND_PROMPTS, CLASSIFY_TEMPLATES
 from .matcher import Match, Matcher
 from .textfile import read_texts
 from .collection import Collection
+from .duplicates import DuplicateGroup, Member, choose_keeper, find_duplicates, group_rows, near_groups
 from .store import TextHit
 from .texts import TextSummary, add_texts, check_name, collection_names, open_texts
 
@@ -39,4 +40,6 @@ __all__ = [
     "read_texts",
     # the ANN index (FAISS Flat / IVF-PQ)
     "AnnIndex", "AnnSpec", "choose_spec",
+    # duplicates: exact (content hash) and near (cosine) groups, with a suggested keeper
+    "DuplicateGroup", "Member", "choose_keeper", "find_duplicates", "group_rows", "near_groups",
 ]

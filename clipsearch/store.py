@@ -224,6 +224,14 @@ class VectorTable:
         out[ok] = xb[order[pos[ok]]]
         return out
 
+    def batches(self, names, size: int = 65_536):
+        """Those of the named columns the table has, for every row, as arrow record batches."""
+        names = [c for c in names if c in self.schema.names]
+        if self._t is None:
+            yield from self._query(None, names).to_batches()
+            return
+        yield from self._t.search().select(names).limit(None).to_batches(size)
+
     def records(self):
         """The columns `hits` needs (SNAPSHOT) of every row, as a pyarrow Table: what a snapshot keeps."""
         return self._query(None, [c for c in self.SNAPSHOT if c in self.schema.names])

@@ -70,6 +70,8 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
               help="Drop results whose calibrated score (0-1, text->images or image->texts) is lower.")
 @click.option("--background", type=click.Path(path_type=Path), default=None,
               help="Prompts the calibrated score compares against, one a line [default: generic photo prompts].")
+@click.option("--collapse", is_flag=True,
+              help="One image per near-duplicate group (see `dupes`), with the group's size.")
 @click.option("-k", "--top", type=int, default=Settings().top_k, show_default=True, help="How many results.")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
               help="IVF lists to visit (approximate index only) [default: the index's, see `info`].")
@@ -80,11 +82,13 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 @pretrained_option
 @device_option
 @json_option
-def query(terms, images, texts, min_score, background, top, nprobe, rerank, index_dir, model, pretrained,
-          device, as_json):
+def query(terms, images, texts, min_score, background, collapse, top, nprobe, rerank, index_dir, model,
+          pretrained, device, as_json):
     """Search the index by TERMS (text, images, or a weighted sum of them), or by --image."""
     from .. import BACKGROUND_PROMPTS, Calibrator, Matcher, Searcher, Term, open_texts, read_texts
     from ..algebra import IMAGE
+    from ..collapse import FETCH_FACTOR
+    from ..collapse import collapse as collapse_matches
 
     if bool(terms) == bool(images):
         raise click.UsageError('give a TEXT query or --image FILE (one of them), e.g. clipsearch query "a red car"')
@@ -92,12 +96,17 @@ def query(terms, images, texts, min_score, background, top, nprobe, rerank, inde
         raise InputError('the query is empty: describe what you are looking for, e.g. clipsearch query "a red car"')
     if top < 1:
         raise InputError(f"--top must be at least 1 (got {top})")
+    if collapse and texts is not None:
+        raise InputError("--collapse groups near-duplicate images; drop it with --texts")
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
     collection = None if texts is None else open_texts(searcher.index, texts or None)
     queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
     calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
-    found = Matcher(searcher, calibrator).search(queries, top, collection, min_score, nprobe, rerank)
+    fetch = top * FETCH_FACTOR if collapse else top
+    found = Matcher(searcher, calibrator).search(queries, fetch, collection, min_score, nprobe, rerank)
+    if collapse:
+        found = [collapse_matches(ms, searcher.index.images, top, settings.duplicate_threshold) for ms in found]
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
     print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score))
     if terms:
