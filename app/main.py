@@ -12,12 +12,14 @@ import streamlit as st
 
 # Absolute imports: Streamlit runs this file as a script, outside its package (installed as clipsearch.app).
 from clipsearch import Settings, default_index_dir
+from clipsearch.collapse import FETCH_FACTOR, collapse
 from clipsearch.algebra import IMAGE
-from clipsearch.app import filterpanel, resources, views
+from clipsearch.app import duplicates, filterpanel, resources, views
 from clipsearch.filters import Filter
 from clipsearch.app.query import Query, like_query, typed_query, upload_query
 
 TEXT, UPLOAD, LIKE = "text", "upload", "like"  # where the current query comes from
+SEARCH, DUPLICATES = "Search", "Duplicates"  # the pages
 
 
 def index_dir(argv: list[str]) -> Path:
@@ -60,17 +62,23 @@ def sidebar(res: resources.Resources, settings: Settings) -> tuple[int, Filter, 
         if st.button("Reload", help="Pick up changes made by `clipsearch index`"):
             resources.reload()
             st.rerun()
+        st.toggle("Collapse near-duplicates", key="collapse",
+                  help="One image per near-duplicate group, with the group's size (query --collapse)")
         return k, where, sort
 
 
-def results(query: Query, res: resources.Resources, k: int, where: Filter, sort: str) -> None:
+def results(query: Query, res: resources.Resources, k: int, where: Filter, sort: str, settings: Settings) -> None:
+    folded = st.session_state.get("collapse", False)
+    fetch = k * FETCH_FACTOR if folded else k
     if query.terms is not None:  # as the CLI: dates typed into the words narrow the filter, and it says so
         understood = res.matcher.understand(query.terms, where)
         if understood.note:
             st.caption(understood.note)
-        found = res.matcher.search([understood.query], k, where=understood.where, sort=sort)[0]
+        found = res.matcher.search([understood.query], fetch, where=understood.where, sort=sort)[0]
     else:
-        found = res.matcher.search_vectors(query.vector[None, :], [IMAGE], k, where=where, sort=sort)[0]
+        found = res.matcher.search_vectors(query.vector[None, :], [IMAGE], fetch, where=where, sort=sort)[0]
+    if folded:  # the same as `clipsearch query --collapse`
+        found = collapse(found, res.index.images, k, settings.duplicate_threshold)
     filterpanel.timeline(res.index.images, where)
     shown = [m for m in found if m.hit.path in res.roots]
     if len(shown) < len(found):
@@ -88,6 +96,9 @@ def page(settings: Settings) -> None:
     if res is None:
         st.stop()
     k, where, sort = sidebar(res, settings)
+    if st.sidebar.radio("Page", (SEARCH, DUPLICATES), key="page") == DUPLICATES:
+        views.guarded(duplicates.page, res, settings)
+        return
     st.text_input("Describe what you are looking for", key="text", on_change=_set_mode, args=(TEXT,),
                   placeholder="a dog playing in the snow")
     st.file_uploader("…or search with an image", type=None, key="upload", on_change=_on_upload,
@@ -108,7 +119,7 @@ def page(settings: Settings) -> None:
             typed = st.text_input("Labels to classify it against (comma-separated)", key="labels",
                                   placeholder="a cat, a dog, a car")
             views.guarded(views.labels_panel, res, query.vector, typed, k)
-    views.guarded(results, query, res, k, where, sort)
+    views.guarded(results, query, res, k, where, sort, settings)
 
 
 if __name__ == "__main__":  # Streamlit runs the script as __main__; a spawned worker process

@@ -58,6 +58,8 @@ def _cell(match: Match, res: Resources, on_like: Callable[[int, str, float | Non
         st.image(data, caption=f"{hit.score:.3f}", alt=Path(shown).name + at, width="stretch")
         if match.calibrated is not None:
             st.caption(f"calibrated {match.calibrated:.2f}")
+        if match.group and match.group > 1:
+            st.caption(f"+{match.group - 1} near-duplicates")
     st.text(shown + at)
     when_where = taken_and_place(hit)
     if when_where:

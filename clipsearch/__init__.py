@@ -26,6 +26,7 @@ from .filters import Filter, make_filter
 from .photometa import PhotoMeta
 from .textfile import read_texts
 from .collection import Collection
+from .duplicates import DuplicateGroup, Member, choose_keeper, find_duplicates, group_rows, near_groups
 from .store import TextHit
 from .texts import TextSummary, add_texts, check_name, collection_names, open_texts
 
@@ -43,4 +44,6 @@ __all__ = [
     "Filter", "PhotoMeta", "Understood", "make_filter",
     # the ANN index (FAISS Flat / IVF-PQ)
     "AnnIndex", "AnnSpec", "choose_spec",
+    # duplicates: exact (content hash) and near (cosine) groups, with a suggested keeper
+    "DuplicateGroup", "Member", "choose_keeper", "find_duplicates", "group_rows", "near_groups",
 ]

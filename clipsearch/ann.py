@@ -363,6 +363,13 @@ class AnnIndex:
             self._gpu = False
             return None, None
 
+    def centroids(self) -> np.ndarray | None:
+        """(nlist, D) float32 centroids of the IVF lists; None for an exact (Flat) index."""
+        import faiss
+
+        ivf = faiss.try_extract_index_ivf(self._index)
+        return None if ivf is None else ivf.quantizer.reconstruct_n(0, ivf.nlist)
+
     def __len__(self) -> int:
         return int(self._index.ntotal)
 

@@ -40,6 +40,7 @@ class Collection:
         self._snapshot: snapshot.Snapshot | None = None  # set by _load_ann when current (readers)
         self._next_id: int | None = None
         self._columns: dict = {}  # (table version, column names) -> those columns, for filters
+        self._ann_pending: list[np.ndarray] = []  # ids committed as fragments, not yet in the ANN
         self.notes: list[str] = []  # what `sync` did that a user should hear about
 
     @property
@@ -82,6 +83,43 @@ class Collection:
                 ann.add(xb, ids)
                 self._next_id = max(self._next_id, int(ids.max()) + 1)
             return ids
+
+    def reserve_ids(self, n: int) -> np.ndarray:
+        """n fresh ids, for rows written elsewhere and committed with `add_fragments`."""
+        with self._writing():
+            if self._next_id is None:
+                self._next_id = self.table.max_id() + 1
+            self._next_id += n
+            return np.arange(self._next_id - n, self._next_id, dtype=np.int64)
+
+    def add_fragments(self, fragments: list, ids: np.ndarray) -> None:
+        """Commit Lance fragments written elsewhere (lance.fragment.write_fragments) that hold the
+        rows `ids` (from `reserve_ids`): one atomic append. Their vectors join the ANN index when it
+        is next used (read back from the table), or through `adopt_ann`."""
+        with self._writing():
+            if self._ann is None:
+                self._ann = self._load_ann()  # before the commit, as in `add`
+            self.table._create(self._store)
+            if fragments:
+                self.table._append_fragments(fragments)
+                self._ann_pending.append(np.asarray(ids, np.int64))
+
+    def lance_target(self) -> tuple[str, object, str]:
+        """(uri, Arrow schema, storage version) for writers of fragments elsewhere; the table is
+        created first if this is its first write."""
+        with self._writing():
+            self.table._create(self._store)
+            return self.table.lance_target()
+
+    @property
+    def ann_pending(self) -> int:
+        """How many committed rows (`add_fragments`) the ANN index has yet to take in."""
+        return sum(map(len, self._ann_pending))
+
+    def adopt_ann(self, ann: AnnIndex) -> None:
+        """Use `ann`, built elsewhere from the table's current rows (a sharded build); saved by `sync`."""
+        with self._writing():
+            self._ann, self._ann_pending = ann, []
 
     def remove(self, ids) -> None:
         with self._writing():
@@ -143,7 +181,7 @@ class Collection:
         seen = self.table.version
         self.table.refresh()
         if self.table.version != seen or not self.table.exists:
-            self._ann, self._next_id = None, None
+            self._ann, self._next_id, self._ann_pending = None, None, []
 
     # --- reading -------------------------------------------------------------------------
 
@@ -199,6 +237,10 @@ class Collection:
         """The ANN index, loaded from disk, or rebuilt when it doesn't match the table."""
         if self._ann is None:
             self._ann = self._load_ann()
+        while self._ann_pending:  # reserved ids that failed to decode are simply not found
+            ids = self._ann_pending.pop()
+            found, xb = self.table.vectors(ids)
+            self._ann.add(xb, found)
         return self._ann
 
     def info(self) -> dict:

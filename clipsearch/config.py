@@ -113,6 +113,10 @@ class Settings:
     upload_max_pixels: int = 50_000_000
     thumbnail_px: int = 256  # longest side of the cached thumbnails
     video: VideoSampling = VideoSampling()
+    # Near-duplicates (`clipsearch dupes`): cosine at or above this to a group's seed. Argued in the
+    # README ("Duplicates"): re-saves, resizes, small crops and rotations of a photo stay above it on
+    # ViT-B-32 class CLIPs, and the tiny test model keeps every look-alike below it.
+    duplicate_threshold: float = 0.95
 
     def with_(self, **changes) -> "Settings":
         """A copy with the non-None `changes` applied."""

@@ -56,6 +56,30 @@ def scan(roots: list[str | Path], suffixes=MEDIA_SUFFIXES) -> Scan:
     return out
 
 
+def local_paths(roots) -> list[str]:
+    """Paths and pyarrow-filesystem URIs as local paths: file:// URIs become paths, plain paths stay.
+
+    Other schemes (s3://, gs://…) raise InputError: the decoders read files by path, so such a
+    bucket must be mounted on every node (s3fs, gcsfuse) and indexed by its mount path.
+    """
+    out = []
+    for r in map(str, roots):
+        if "://" not in r:
+            out.append(r)
+            continue
+        from pyarrow import fs
+
+        try:
+            filesystem, path = fs.FileSystem.from_uri(r)
+        except Exception as e:  # pyarrow raises ArrowInvalid / ValueError / OSError by scheme
+            raise InputError(f"{r} is not a path or URI clipsearch can read ({e}): check it") from e
+        if not isinstance(filesystem, fs.LocalFileSystem):
+            raise InputError(f"{r}: only paths and file:// URIs can be indexed; mount the bucket on "
+                             "every node (s3fs, gcsfuse) and index the mount path")
+        out.append(path)
+    return out
+
+
 def _skip_type(path: str, head: bytes | None) -> str:
     """How a file that is not an image is counted: its suffix; "(unreadable)" when no byte of it
     could be read to tell (permissions, a dangling link, a FIFO)."""

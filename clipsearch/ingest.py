@@ -30,7 +30,7 @@ from .model import Encoder
 from .pool import DecodeMap
 from .places import with_places
 from .skipped import count_types
-from .store import Failure
+from .store import Failure, Row
 
 #: Compact the table (LanceDB optimize) once this many small fragments have piled up.
 COMPACT_AT = 64
@@ -38,6 +38,10 @@ COMPACT_AT = 64
 ANN_SYNC_EVERY_S = 600.0
 
 Checkpoint = Callable[[str], None]
+#: How the files to encode (`Changes.todo`) become committed rows: `encode(index, work, summary,
+#: checkpoint)`, committing groups with `commit_group`. In this process by default; the indexer's
+#: Ray pipeline passes its own.
+Encode = Callable[[Index, Changes, "Summary", Checkpoint], None]
 
 
 @dataclass
@@ -79,13 +83,14 @@ class Summary:
 
 def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settings = Settings(), *,
               decode_map: DecodeMap = map, on_progress: Callable[[int, int], None] | None = None,
-              checkpoint: Checkpoint = lambda stage: None) -> Summary:
+              checkpoint: Checkpoint = lambda stage: None, encode: Encode | None = None) -> Summary:
     """Index the images under `roots` (new and changed files only) and bring the ANN index up to date.
 
     `decode_map(fn, paths)` is how files are decoded and hashed: the built-in `map` here, a guarded
     process pool in the indexer. `on_progress(done, total)` is called after each batch;
-    `checkpoint(stage)` after each commit (a hook for fault-injection tests). IndexDirError if
-    another process is writing to the index.
+    `checkpoint(stage)` after each commit (a hook for fault-injection tests); `encode` replaces the
+    in-process decode-encode-commit loop (see `Encode`). IndexDirError if another process is
+    writing to the index.
     """
     start = time.perf_counter()
     index.check_model(encoder.identity)
@@ -96,10 +101,13 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         summary = Summary(unchanged=work.unchanged, moved=work.moved, known_failed=len(work.known_failed),
                           skipped_dirs=found.skipped, skipped=count_types(found.not_media))
         summary.removed = _relink(index, work, checkpoint)
-        decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels,
-                                   video=settings.video)
-        _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
-                on_progress, checkpoint)
+        if encode is None:
+            decode = functools.partial(decode_file, preprocess=encoder.preprocess, max_pixels=settings.max_pixels,
+                                       video=settings.video)
+            _encode(index, encoder, work, summary, decode_map(decode, work.todo), settings.commit_every,
+                    on_progress, checkpoint)
+        else:
+            encode(index, work, summary, checkpoint)
         backfilled = backfill_meta(index.images, decode_map, settings.commit_every, checkpoint)
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
@@ -193,25 +201,32 @@ def _hand_over(writer: Executor, last: Future | None, fn: Callable, *args) -> Fu
 
 
 def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
-    """One group: new rows in, failure records replaced, then the rows they supersede out."""
-    if not pending.rows and not pending.failures:
+    rows, xb = pending.rows, pending.vectors
+    commit_group(index, lambda: index.images.add(with_places(rows), xb), rows, pending.failures, work, summary, checkpoint)
+    pending.rows, pending.failures = [], []
+    pending.vectors = pending.vectors[:0]
+
+
+def commit_group(index: Index, add_rows: Callable[[], None], rows: list[Row], failures: list[Failure],
+                 work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
+    """One group: new rows in (`add_rows`, one commit, of `rows`), failure records replaced, then the
+    rows they supersede out. Every cut between these steps is safe."""
+    if not rows and not failures:
         return
-    index.images.add(with_places(pending.rows), pending.vectors)
+    add_rows()
     checkpoint("added")
-    if pending.failures:
-        work.failures |= {f.path: f for f in pending.failures}
+    if failures:
+        work.failures |= {f.path: f for f in failures}
         index.failures.replace(list(work.failures.values()))
         checkpoint("failures")
-    done = {r.path for r in pending.rows}
-    index.images.remove([i for p in done | {f.path for f in pending.failures} for i in work.replaced.get(p, ())])
+    done = {r.path for r in rows}
+    index.images.remove([i for p in done | {f.path for f in failures} for i in work.replaced.get(p, ())])
     checkpoint("removed")
     summary.changed += len(done & work.replaced.keys())
     summary.new += len(done - work.replaced.keys())
-    frames = [r.path for r in pending.rows if r.time_s is not None]
+    frames = [r.path for r in rows if r.time_s is not None]
     summary.videos, summary.frames = summary.videos + len(set(frames)), summary.frames + len(frames)
-    summary.failed += pending.failures
-    pending.rows, pending.failures = [], []
-    pending.vectors = pending.vectors[:0]
+    summary.failed += failures
 
 
 def _extend(pending: Batch, batch: Batch) -> None:

@@ -23,6 +23,7 @@ class Match:
 
     hit: Hit | TextHit
     calibrated: float | None = None
+    group: int | None = None  # images in its near-duplicate group, when results are collapsed
 
     @property
     def score(self) -> float:

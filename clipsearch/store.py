@@ -242,6 +242,14 @@ class VectorTable:
         names = self.schema.names
         return self._query(None, ["id", *[c for c in columns if c in names and c != "id"]])
 
+    def batches(self, names, size: int = 65_536):
+        """Those of the named columns the table has, for every row, as arrow record batches."""
+        names = [c for c in names if c in self.schema.names]
+        if self._t is None:
+            yield from self._query(None, names).to_batches()
+            return
+        yield from self._t.search().select(names).limit(None).to_batches(size)
+
     def records(self):
         """The columns `hits` needs (SNAPSHOT) of every row, as a pyarrow Table: what a snapshot keeps."""
         return self._query(None, [c for c in self.SNAPSHOT if c in self.schema.names])
@@ -264,13 +272,35 @@ class VectorTable:
             self._t = store.create_table(self.name, self.schema)
 
     def _append(self, columns: dict, ids: np.ndarray, xb: np.ndarray) -> None:
+        self._t.add(self._arrow(columns, ids, xb))
+
+    def arrow(self, records: list, ids, xb: np.ndarray):
+        """Records (rows, texts) with their ids and (N, D) vectors as an Arrow table of this table's
+        schema: what a writer elsewhere turns into Lance fragments."""
+        return self._arrow(self._columns(records), ids, xb)
+
+    def _arrow(self, columns: dict, ids, xb: np.ndarray):
         import pyarrow as pa
 
         flat = pa.array(np.ascontiguousarray(xb, np.float32).ravel())
         columns = {"id": np.asarray(ids, np.int64), **columns,
                    "vector": pa.FixedSizeListArray.from_arrays(flat, xb.shape[1])}
-        names = self._t.schema.names
-        self._t.add(pa.table({c: v for c, v in columns.items() if c in names}, schema=self._t.schema))
+        names = self.schema.names
+        return pa.table({c: v for c, v in columns.items() if c in names}, schema=self.schema)
+
+    def lance_target(self) -> tuple[str, object, str]:
+        """(uri, Arrow schema, data storage version) of the Lance dataset: what writers of its
+        fragments elsewhere (lance.fragment.write_fragments) need."""
+        ds = self._t.to_lance()
+        return ds.uri, ds.schema, ds.data_storage_version
+
+    def _append_fragments(self, fragments: list) -> None:
+        """Commit Lance fragments written elsewhere: one atomic append."""
+        import lance
+
+        lance.LanceDataset.commit(self._t.to_lance().uri, lance.LanceOperation.Append(fragments),
+                                  read_version=self.version)
+        self.refresh()
 
     def _delete(self, ids) -> None:
         if len(ids):

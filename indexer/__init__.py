@@ -1,5 +1,5 @@
-"""The batch indexing pipeline: clipsearch's indexing run, with decoding in worker processes."""
+"""The batch indexing pipelines: clipsearch's indexing run with decoding in worker processes, or on Ray."""
 
-from .pipeline import reindex, run
+from .pipeline import reindex, run, run_on_ray
 
-__all__ = ["reindex", "run"]
+__all__ = ["reindex", "run", "run_on_ray"]

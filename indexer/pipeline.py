@@ -30,6 +30,20 @@ def run(index: Index, encoder: Encoder, roots: list[str], settings: Settings = S
         bar(None, None)
 
 
+def run_on_ray(index: Index, encoder: Encoder, make_encoder, roots: list[str], settings: Settings = Settings(),
+               address: str | None = None, progress: bool = True) -> Summary:
+    """`run` with decoding and encoding on the Ray cluster at `address` (see ray_pipeline)."""
+    from .ray_pipeline import Cluster
+    from .ray_pipeline import run as ray_run
+
+    bar = _bar(progress)
+    try:
+        return ray_run(index, encoder, make_encoder, roots, settings, Cluster(address), on_progress=bar,
+                       checkpoint=failpoint(os.environ.get(FAILPOINT_ENV)))
+    finally:
+        bar(None, None)
+
+
 def reindex(index: Index, encoder: Encoder, settings: Settings = Settings(), keep: bool = False,
             progress: bool = True):
     """Move `index` to `encoder`'s model (`clipsearch.vectorsets.reindex`), decoding in processes."""

@@ -119,6 +119,22 @@ def offline(monkeypatch, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of a head (the driver's; no CPUs, so work runs on the workers) and two
+    worker nodes, started once per session: small, so that it fits beside everything else."""
+    from ray.cluster_utils import Cluster
+
+    mib = 1024 * 1024
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "object_store_memory": 150 * mib, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=2, object_store_memory=150 * mib)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
 def library(tiny_model, tmp_path_factory):
     """(photos folder, index dir) of exifphotos.PHOTOS (JPEGs with EXIF dates, cameras, GPS), indexed once."""
     root = tmp_path_factory.mktemp("library")

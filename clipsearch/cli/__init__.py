@@ -42,6 +42,7 @@ def main():
 
 
 from . import core  # noqa: E402,F401  (registers its commands on main)
+from . import dupes  # noqa: E402,F401  (registers `clipsearch dupes`)
 from . import maintenance  # noqa: E402,F401  (registers remove)
 from . import models  # noqa: E402,F401  (the models group: list, export, import)
 from . import reindex  # noqa: E402,F401  (registers reindex)

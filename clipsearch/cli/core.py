@@ -14,11 +14,11 @@ from . import main
 from .maintenance import print_failures, print_skipped
 from .matches import QUERY_GRAMMAR, print_matches
 from .options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
-                      load_model, model_option, pretrained_option)
+                      load_model, model_loader, model_option, pretrained_option)
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @index_option
 @model_option
 @pretrained_option
@@ -31,22 +31,31 @@ from .options import (device_option, filter_from, filter_options, index_option, 
 @click.option("--fast-encoder", is_flag=True, default=None,
               help="CPU: bf16 or int8 image tower, ~2x faster, embeddings within cosine 0.999 of fp32.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Decode and encode on a Ray cluster (--ray-address, else $RAY_ADDRESS, else a local one).")
+@click.option("--ray-address", default=None, metavar="ADDR", help="The Ray cluster for --ray (implies it).")
 @json_option
 def index(paths, index_dir, model, pretrained, device, batch_size, workers, file_timeout, commit_every,
-          fast_encoder, quiet, as_json):
-    """Index the images in PATHS (folders are walked recursively)."""
+          fast_encoder, quiet, on_ray, ray_address, as_json):
+    """Index the images in PATHS (folders are walked recursively; file:// URIs too)."""
     from .. import create_index
-    from ..files import check_roots
+    from ..files import check_roots, local_paths
     from .. import indexer
 
+    paths = local_paths(paths)
     check_roots(paths)  # before the (slow) model load
     root = index_root(index_dir)
     _refuse_index_inside(root, paths)
     settings = Settings().with_(batch_size=batch_size, workers=workers, device=device,
                                 file_timeout_s=file_timeout, commit_every=commit_every, fast_encoder=fast_encoder)
-    encoder = load_model(root, model, pretrained, settings)  # by default the index's own model
+    make_encoder = model_loader(root, model, pretrained, settings)  # by default the index's own model
+    encoder = make_encoder()
     idx = create_index(root, encoder.identity)
-    summary = indexer.run(idx, encoder, [str(p) for p in paths], settings, progress=not quiet and not as_json)
+    roots, progress = [str(p) for p in paths], not quiet and not as_json
+    if on_ray or ray_address:
+        summary = indexer.run_on_ray(idx, encoder, make_encoder, roots, settings, ray_address, progress)
+    else:
+        summary = indexer.run(idx, encoder, roots, settings, progress=progress)
     _export_text_tower(encoder, summary)
     _print_summary(summary, idx, as_json)
 
@@ -61,6 +70,8 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
               help="Drop results whose calibrated score (0-1, text->images or image->texts) is lower.")
 @click.option("--background", type=click.Path(path_type=Path), default=None,
               help="Prompts the calibrated score compares against, one a line [default: generic photo prompts].")
+@click.option("--collapse", is_flag=True,
+              help="One image per near-duplicate group (see `dupes`), with the group's size.")
 @click.option("-k", "--top", type=int, default=Settings().top_k, show_default=True, help="How many results.")
 @filter_options
 @click.option("--sort", type=click.Choice(["score", "date"]), default="score", show_default=True,
@@ -76,11 +87,14 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 @pretrained_option
 @device_option
 @json_option
-def query(terms, images, texts, min_score, background, top, after, before, camera, place, near, folders, kind,
-          min_size, sort, no_parse_dates, nprobe, rerank, index_dir, model, pretrained, device, as_json):
+def query(terms, images, texts, min_score, background, collapse, top, after, before, camera, place, near,
+          folders, kind, min_size, sort, no_parse_dates, nprobe, rerank, index_dir, model, pretrained, device,
+          as_json):
     """Search the index by TERMS (text, images, or a weighted sum of them), or by --image."""
     from .. import BACKGROUND_PROMPTS, Calibrator, Matcher, Searcher, Term, open_texts, read_texts
     from ..algebra import IMAGE
+    from ..collapse import FETCH_FACTOR
+    from ..collapse import collapse as collapse_matches
 
     if bool(terms) == bool(images):
         raise click.UsageError('give a TEXT query or --image FILE (one of them), e.g. clipsearch query "a red car"')
@@ -88,6 +102,8 @@ def query(terms, images, texts, min_score, background, top, after, before, camer
         raise InputError('the query is empty: describe what you are looking for, e.g. clipsearch query "a red car"')
     if top < 1:
         raise InputError(f"--top must be at least 1 (got {top})")
+    if collapse and texts is not None:
+        raise InputError("--collapse groups near-duplicate images; drop it with --texts")
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
     collection = None if texts is None else open_texts(searcher.index, texts or None)
@@ -100,7 +116,10 @@ def query(terms, images, texts, min_score, background, top, after, before, camer
         queries, where = [understood.query], understood.where
         if understood.note:
             click.echo(understood.note, err=True)
-    found = matcher.search(queries, top, collection, min_score, nprobe, rerank, where=where or None, sort=sort)
+    fetch = top * FETCH_FACTOR if collapse else top
+    found = matcher.search(queries, fetch, collection, min_score, nprobe, rerank, where=where or None, sort=sort)
+    if collapse:
+        found = [collapse_matches(ms, searcher.index.images, top, settings.duplicate_threshold) for ms in found]
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
     print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score, where))
     if terms:

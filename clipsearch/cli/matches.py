@@ -41,6 +41,8 @@ def match_dict(m) -> dict:
     d["score"] = round(m.hit.score, 6)
     if m.calibrated is not None:
         d["calibrated"] = round(m.calibrated, 6)
+    if m.group is not None:
+        d["group_size"] = m.group
     return d
 
 
@@ -57,7 +59,8 @@ def print_matches(labels: list[str], found: list[list], as_json: bool, empty: st
         if not matches:
             click.echo(empty, err=True)
         for m in matches:
-            click.echo(f"{m.hit.score:.4f}  {_label(m.hit)}")
+            more = f"  (+{m.group - 1} near-duplicates)" if m.group and m.group > 1 else ""
+            click.echo(f"{m.hit.score:.4f}  {_label(m.hit)}{more}")
 
 
 def _label(hit) -> str:

@@ -28,6 +28,13 @@ def index_root(index_dir: Path | None) -> Path:
 def load_model(root: Path, model: str | None, pretrained: str | None, settings: Settings):
     """The encoder to use: --model/--pretrained when given, else the model of the index at `root`
     when there is one (an index is only ever used with its own model), else the default preset."""
+    return model_loader(root, model, pretrained, settings)()
+
+
+def model_loader(root: Path, model: str | None, pretrained: str | None, settings: Settings):
+    """`load_model`'s choice as a picklable `() -> Encoder`, for processes that load their own copy."""
+    import functools
+
     from .. import load_encoder, open_index
     from ..manifest import FILENAME
 
@@ -36,7 +43,8 @@ def load_model(root: Path, model: str | None, pretrained: str | None, settings: 
         arch, weights = identity.model, identity.pretrained
     else:
         arch, weights = resolve_model(model, pretrained)
-    return load_encoder(arch, weights, settings.device, settings.batch_size, settings.fast_encoder)
+    return functools.partial(load_encoder, arch, weights, settings.device, settings.batch_size,
+                             settings.fast_encoder)
 
 
 def filter_options(fn):
