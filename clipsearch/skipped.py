@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from .files import under
-from .store import Store, _path_columns, _path_from_columns
+from .records import path_columns, path_from_columns
+from .store import Store
 
 SKIPPED = "skipped"
 
@@ -32,7 +33,7 @@ class SkippedTable:
         t = self._store.open_table(SKIPPED)
         if t is None:
             return []
-        rows = [_path_from_columns(r) for r in t.search().limit(None).to_arrow().to_pylist()]
+        rows = [path_from_columns(r) for r in t.search().limit(None).to_arrow().to_pylist()]
         return sorted((r["path"], r["type"]) for r in rows)
 
     def update(self, roots: list[str], found: list[tuple[str, str]], kept: list[str] = ()) -> None:
@@ -44,7 +45,7 @@ class SkippedTable:
             return
         import pyarrow as pa
 
-        cols = _path_columns([p for p, _ in new]) | {"type": [t for _, t in new]}
+        cols = path_columns([p for p, _ in new]) | {"type": [t for _, t in new]}
         with self._lock:
             t = self._store.create_table(SKIPPED, skipped_schema())
             t.add(pa.table(cols, schema=skipped_schema()), mode="overwrite")

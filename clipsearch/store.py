@@ -7,106 +7,15 @@ the index's write lock and keeps the ANN index in step.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import IndexDirError
-from .files import display_path
-from .photometa import FIELDS as META_FIELDS
-from .photometa import PhotoMeta
-
-IMAGES = "images"
-FAILURES = "failures"
-_META = ("id", "path", "size", "mtime", "width", "height", "hash", "time_s")
-#: Columns added by schemas 2 and 4 (older tables get them, empty, on upgrade): SQL defaults.
-_ADDED = {"hash": "CAST(NULL AS STRING)", "path_raw": "CAST(NULL AS BINARY)", "time_s": "CAST(NULL AS DOUBLE)"}
-
-
-@dataclass(frozen=True)
-class Row:
-    """One indexed image, without its vector."""
-
-    id: int
-    path: str
-    size: int
-    mtime: float
-    width: int
-    height: int
-    hash: str = ""  # hex content hash; "" for rows of schema-1 indexes
-    time_s: float | None = None  # a video frame's time in its video; None for a still image
-    meta: PhotoMeta | None = None  # None: not read (yet): rows of schema 1-5 indexes, moved files
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One image (or video frame) found for a query."""
-
-    path: str
-    score: float
-    id: int
-    width: int
-    height: int
-    time_s: float | None = None  # a video frame's time in its video; None for a still image
-    meta: PhotoMeta | None = None  # when, where, which camera; None for rows not read yet
-
-
-@dataclass(frozen=True)
-class TextHit:
-    """One text found for a query."""
-
-    text: str
-    score: float
-    id: int
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A file that could not be indexed, and why; (size, mtime) tell when it is worth a retry."""
-
-    path: str
-    reason: str
-    size: int = -1
-    mtime: float = 0.0
-
-
-def image_schema(dim: int):
-    import pyarrow as pa
-
-    return pa.schema([
-        pa.field("id", pa.int64()), pa.field("path", pa.string()),
-        pa.field("size", pa.int64()), pa.field("mtime", pa.float64()),
-        pa.field("width", pa.int32()), pa.field("height", pa.int32()),
-        pa.field("vector", pa.list_(pa.float32(), dim)),
-        pa.field("hash", pa.string()), pa.field("path_raw", pa.binary()), pa.field("time_s", pa.float64()),
-        *meta_fields(),
-    ])
-
-
-def meta_fields():
-    """The photo metadata columns (schema 6), nullable: `taken` is the local wall-clock time."""
-    import pyarrow as pa
-
-    types = {"taken": pa.timestamp("s"), "lat": pa.float64(), "lon": pa.float64()}
-    return [pa.field(name, types.get(name, pa.string())) for name in META_FIELDS]
-
-
-def text_schema(dim: int):
-    import pyarrow as pa
-
-    return pa.schema([pa.field("id", pa.int64()), pa.field("text", pa.string()),
-                      pa.field("vector", pa.list_(pa.float32(), dim))])
-
-
-def failure_schema():
-    import pyarrow as pa
-
-    return pa.schema([
-        pa.field("path", pa.string()), pa.field("path_raw", pa.binary()), pa.field("reason", pa.string()),
-        pa.field("size", pa.int64()), pa.field("mtime", pa.float64()),
-    ])
+from .records import (ADDED_COLUMNS, FAILURES, IMAGES, META_FIELDS, ROW_COLUMNS, Failure, Hit, PhotoMeta,  # noqa: F401
+                      Row, TextHit, failure_schema, image_schema, meta_columns, meta_fields, meta_from_columns,
+                      path_columns, path_from_columns, text_schema)
 
 
 class Store:
@@ -366,7 +275,7 @@ class ImageTable(VectorTable):
             found = {i: (r.path, r.width, r.height, r.time_s, r.meta) for i, r in self.rows(ids).items()}
         else:
             found = {r["id"]: (r["path"], r["width"], r["height"], r.get("time_s"), r["meta"])
-                     for r in (_meta_from_columns(_path_from_columns(r)) for r in records)}
+                     for r in (meta_from_columns(path_from_columns(r)) for r in records)}
         return [Hit(f[0], float(s), int(i), *f[1:]) for i, s in zip(ids, scores) if (f := found.get(int(i)))]
 
     def ids_without_meta(self) -> np.ndarray:
@@ -377,14 +286,14 @@ class ImageTable(VectorTable):
 
     def _rows(self, where: str | None, meta: bool = True) -> list[Row]:
         names = self.schema.names
-        wanted = (*_META, "path_raw", *(META_FIELDS if meta else ()))
+        wanted = (*ROW_COLUMNS, "path_raw", *(META_FIELDS if meta else ()))
         t = self._query(where, [c for c in wanted if c in names]).to_pylist()
-        return [Row(**_meta_from_columns(_path_from_columns(r))) for r in t]
+        return [Row(**meta_from_columns(path_from_columns(r))) for r in t]
 
     def _columns(self, rows: list[Row]) -> dict:
-        cols = _path_columns([r.path for r in rows])
-        cols |= {name: [getattr(r, name) for r in rows] for name in _META if name not in ("id", "path", "hash")}
-        return cols | {"hash": [r.hash or None for r in rows]} | _meta_columns(rows)
+        cols = path_columns([r.path for r in rows])
+        cols |= {name: [getattr(r, name) for r in rows] for name in ROW_COLUMNS if name not in ("id", "path", "hash")}
+        return cols | {"hash": [r.hash or None for r in rows]} | meta_columns(rows)
 
     def _update(self, rows: list[Row]) -> None:
         """Replace the metadata and pixel size of these existing rows, by id, in one commit (merge
@@ -394,13 +303,13 @@ class ImageTable(VectorTable):
         if not rows:
             return
         cols = {"id": [r.id for r in rows], "width": [r.width for r in rows], "height": [r.height for r in rows]}
-        cols |= _meta_columns(rows)
+        cols |= meta_columns(rows)
         schema = pa.schema([self._t.schema.field(c) for c in cols])
         self._t.merge_insert("id").when_matched_update_all().execute(pa.table(cols, schema=schema))
 
     def _upgrade(self) -> bool:
         """Add the columns an older table lacks (empty), schema by schema; True if it had to."""
-        missing = {c: sql for c, sql in _ADDED.items() if c not in self._t.schema.names}
+        missing = {c: sql for c, sql in ADDED_COLUMNS.items() if c not in self._t.schema.names}
         if missing:  # schema 1 -> 2 (hash, path_raw), 3 -> 4 (time_s)
             self._t.add_columns(missing)
         meta = [f for f in meta_fields() if f.name not in self._t.schema.names]
@@ -449,7 +358,7 @@ class FailureTable:
         if t is None:
             return []
         rows = t.search().limit(None).to_arrow().to_pylist()
-        return [Failure(**_path_from_columns(r)) for r in rows]
+        return [Failure(**path_from_columns(r)) for r in rows]
 
     def replace(self, failures: list[Failure]) -> None:
         """Store exactly `failures`, atomically (readers see the old list or the new one)."""
@@ -460,7 +369,7 @@ class FailureTable:
     def _write(self, t, failures: list[Failure]) -> None:
         import pyarrow as pa
 
-        cols = _path_columns([f.path for f in failures])
+        cols = path_columns([f.path for f in failures])
         cols |= {c: [getattr(f, c) for f in failures] for c in ("reason", "size", "mtime")}
         t.add(pa.table(cols, schema=failure_schema()), mode="overwrite")
 
@@ -468,30 +377,3 @@ class FailureTable:
 def _id_filter(ids) -> str:
     """A SQL filter on ids; ints only, so no value reaches it as text."""
     return f"id IN ({','.join(str(int(i)) for i in np.unique(np.asarray(ids, np.int64))) or '-1'})"
-
-
-def _path_columns(paths: list[str]) -> dict[str, list]:
-    """path (printable) and path_raw (the OS bytes, only where the path is not valid UTF-8)."""
-    shown = [display_path(p) for p in paths]
-    return {"path": shown, "path_raw": [None if s == p else os.fsencode(p) for s, p in zip(shown, paths)]}
-
-
-def _meta_columns(rows: list[Row]) -> dict[str, list]:
-    return {c: [getattr(r.meta, c) if r.meta else None for r in rows] for c in META_FIELDS}
-
-
-def _meta_from_columns(r: dict) -> dict:
-    """A stored record with its metadata columns gathered into `meta` (None when all are empty)."""
-    m = {c: r.pop(c) for c in META_FIELDS if c in r}
-    r["meta"] = PhotoMeta(**m) if any(v is not None for v in m.values()) else None
-    return r
-
-
-def _path_from_columns(r: dict) -> dict:
-    """A stored record with "path" back to the OS string (surrogate escapes for non-UTF-8 bytes)."""
-    raw = r.pop("path_raw", None)
-    if raw is not None:
-        r["path"] = os.fsdecode(raw)
-    if r.get("hash", "") is None:
-        r["hash"] = ""
-    return r
