@@ -7,6 +7,7 @@ only a confident guess counts: short queries like "golden retriever" are too amb
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from functools import lru_cache
 
@@ -54,8 +55,23 @@ def _script(text: str) -> str | None:
     return max(counts, key=counts.get) if counts else None
 
 
-@lru_cache(maxsize=1)
+def prefetch(text: str) -> None:
+    """Start loading py3langid's model (~0.35 s, mostly LZMA, which frees the GIL) in a thread when
+    `query_language(text)` will need it, so that a cold query overlaps it with its own start-up."""
+    if _script(text) == "LATIN" and len(text.split()) >= MIN_WORDS:
+        threading.Thread(target=_identifier, daemon=True).start()
+
+
+_loading = threading.Lock()
+
+
 def _identifier():
+    with _loading:  # the prefetch thread and the caller share one load
+        return _load_identifier()
+
+
+@lru_cache(maxsize=1)
+def _load_identifier():
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)

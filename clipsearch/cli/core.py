@@ -104,6 +104,10 @@ def query(terms, images, texts, min_score, background, collapse, top, after, bef
         raise InputError(f"--top must be at least 1 (got {top})")
     if collapse and texts is not None:
         raise InputError("--collapse groups near-duplicate images; drop it with --texts")
+    if terms:
+        from ..language import prefetch
+
+        prefetch(" ".join(terms))  # overlaps the language guesser's load with the model's
     settings = Settings().with_(device=device)
     searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
     collection = None if texts is None else open_texts(searcher.index, texts or None)
