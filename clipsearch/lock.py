@@ -27,10 +27,6 @@ class WriteLock:
         self._fd: int | None = None
         self._depth = 0
 
-    @property
-    def held(self) -> bool:
-        return self._depth > 0
-
     def __enter__(self) -> "WriteLock":
         self._depth += 1
         if self._depth == 1:

@@ -26,11 +26,6 @@ class QueryEncoder:
     def dim(self) -> int:
         return self.identity.dim
 
-    @property
-    def loaded(self) -> Encoder | None:
-        """The open_clip model, if something needed it so far."""
-        return self._full
-
     def full(self) -> Encoder:
         """The open_clip model, loaded now if it wasn't (ModelError if it doesn't match the index)."""
         if self._full is None:

@@ -149,3 +149,15 @@ def library(tiny_model, tmp_path_factory):
     enc = load_encoder(str(tiny_model.config), str(tiny_model.weights), "cpu")
     add_paths(create_index(root / "index", enc.identity), enc, [str(root / "photos")])
     return root / "photos", root / "index"
+
+
+@pytest.fixture(scope="module")
+def faiss_one_thread():
+    """FAISS on one OpenMP thread for a module of small indexes: fork/join costs more than it saves,
+    and spinning threads crawl on a loaded 2-core machine."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)

@@ -40,14 +40,7 @@ def lookup_for(xb, ids):
     return lambda want: xb[[row[int(i)] for i in want]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small indexes: OpenMP fork/join costs more than it saves, badly so on a loaded machine."""
-    faiss = pytest.importorskip("faiss")
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("faiss_one_thread")
 
 
 @pytest.fixture(scope="module")

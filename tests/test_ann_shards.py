@@ -13,15 +13,7 @@ SPEC = AnnSpec("ivfpq", 32, nlist=32, m=4, nbits=8, train_size=10_000, nprobe=4)
 N = 12_000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """OpenMP's spinning threads crawl on a loaded 2-core machine; one thread is steady."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("faiss_one_thread")
 
 
 @pytest.fixture(scope="module")

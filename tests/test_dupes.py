@@ -4,7 +4,6 @@ real LanceDB and FAISS), and the grouping pieces against brute force."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import sys
@@ -16,7 +15,6 @@ from PIL import Image
 
 import shapes
 from clipsearch import AnnIndex, AnnSpec, choose_keeper, group_rows, near_groups
-from clipsearch.duplicates import star_groups
 from clipsearch.selfjoin import nearest_cells, pairs_above, train_cells
 from clirun import Cli
 
