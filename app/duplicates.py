@@ -7,9 +7,9 @@ from pathlib import Path
 import streamlit as st
 
 from clipsearch import ClipSearchError, DuplicateGroup, Index, Settings, find_duplicates
-from clipsearch.files import display_path
+from clipsearch.media.files import display_path
 
-from .resources import Resources
+from clipsearch.app.resources import Resources
 
 COLUMNS = 6  # images of a group to a row
 PAGE = 20  # groups drawn at a time

@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from clipsearch.collection import Collection
-from clipsearch.filters import KINDS, Filter, make_filter
+from clipsearch.store.filters import KINDS, Filter, make_filter
 from clipsearch.index import Index
 
 ANY = "any"

@@ -11,11 +11,9 @@ from pathlib import Path
 import streamlit as st
 
 # Absolute imports: Streamlit runs this file as a script, outside its package (installed as clipsearch.app).
-from clipsearch import Settings, default_index_dir
-from clipsearch.collapse import FETCH_FACTOR, collapse
-from clipsearch.algebra import IMAGE
+from clipsearch import Request, Settings, default_index_dir
 from clipsearch.app import duplicates, filterpanel, resources, views
-from clipsearch.filters import Filter
+from clipsearch.store.filters import Filter
 from clipsearch.app.query import Query, like_query, typed_query, upload_query
 
 TEXT, UPLOAD, LIKE = "text", "upload", "like"  # where the current query comes from
@@ -67,18 +65,14 @@ def sidebar(res: resources.Resources, settings: Settings) -> tuple[int, Filter, 
         return k, where, sort
 
 
-def results(query: Query, res: resources.Resources, k: int, where: Filter, sort: str, settings: Settings) -> None:
+def results(query: Query, res: resources.Resources, k: int, where: Filter, sort: str) -> None:
     folded = st.session_state.get("collapse", False)
-    fetch = k * FETCH_FACTOR if folded else k
-    if query.terms is not None:  # as the CLI: dates typed into the words narrow the filter, and it says so
-        understood = res.matcher.understand(query.terms, where)
-        if understood.note:
-            st.caption(understood.note)
-        found = res.matcher.search([understood.query], fetch, where=understood.where, sort=sort)[0]
-    else:
-        found = res.matcher.search_vectors(query.vector[None, :], [IMAGE], fetch, where=where, sort=sort)[0]
-    if folded:  # the same as `clipsearch query --collapse`
-        found = collapse(found, res.index.images, k, settings.duplicate_threshold)
+    request = Request(query.terms, query.vector if query.terms is None else None, k=k, where=where or None,
+                      sort=sort, collapse=folded)  # the same as `clipsearch query`
+    answer = res.matcher.run(request)
+    if answer.understood.note:  # as the CLI: dates typed into the words narrow the filter, and it says so
+        st.caption(answer.understood.note)
+    found = answer.matches
     filterpanel.timeline(res.index.images, where)
     shown = [m for m in found if m.hit.path in res.roots]
     if len(shown) < len(found):
@@ -119,7 +113,7 @@ def page(settings: Settings) -> None:
             typed = st.text_input("Labels to classify it against (comma-separated)", key="labels",
                                   placeholder="a cat, a dog, a car")
             views.guarded(views.labels_panel, res, query.vector, typed, k)
-    views.guarded(results, query, res, k, where, sort, settings)
+    views.guarded(results, query, res, k, where, sort)
 
 
 if __name__ == "__main__":  # Streamlit runs the script as __main__; a spawned worker process

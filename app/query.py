@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from clipsearch import InputError, Settings, Term, parse_query
-from clipsearch.algebra import IMAGE
+from clipsearch.search.algebra import IMAGE
 from clipsearch.errors import ImageError
-from clipsearch.files import display_path
-from clipsearch.image import open_upload
-from clipsearch.video import timestamp
+from clipsearch.media.files import display_path
+from clipsearch.media.image import open_upload
+from clipsearch.media.video import timestamp
 
-from .resources import Resources
+from clipsearch.app.resources import Resources
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def upload_query(data: bytes, name: str, res: Resources, settings: Settings) -> 
         img = open_upload(data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels)
     except ImageError as e:
         raise InputError(f"can't search with {name}: {e}") from e
-    return Query(f"Images like {name}", vector=res.searcher.embed(img), preview=res.thumbs.encode(img))
+    return Query(f"Images like {name}", vector=res.matcher.embed(img), preview=res.thumbs.encode(img))
 
 
 def like_query(hit_id: int, path: str, time_s: float | None, res: Resources) -> Query:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from clipsearch import Index, Matcher, ModelIdentity, Searcher, Settings, load_encoder, open_index
+from clipsearch import Index, Matcher, ModelIdentity, Settings, load_encoder, open_index
 from clipsearch.config import default_cache_dir
-from clipsearch.files import display_path
-from clipsearch.manifest import FILENAME
-from clipsearch.queryencoder import QueryEncoder, query_encoder
-from clipsearch.roots import Roots
-from clipsearch.thumbnail import THUMBNAIL_DIR, Thumbnails
+from clipsearch.media.files import display_path
+from clipsearch.store.manifest import FILENAME
+from clipsearch.models.queryencoder import QueryEncoder, query_encoder
+from clipsearch.store.roots import Roots
+from clipsearch.media.thumbnail import THUMBNAIL_DIR, Thumbnails
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,6 @@ class Resources:
 
     index: Index
     encoder: QueryEncoder  # texts through the exported text tower; the model loads for image queries
-    searcher: Searcher
     matcher: Matcher  # the one query path: the CLI's `query` runs the same
     thumbs: Thumbnails
     roots: Roots
@@ -33,9 +32,9 @@ def load(root: Path, settings: Settings) -> Resources:
     """The shared resources for the index at `root`; ClipSearchError if there is none or it is unusable."""
     stamp = _stamp(root)
     idx, info = _index(str(root), stamp)
-    searcher, matcher = _search(str(root), stamp, settings.device, settings.max_pixels)
+    matcher = _search(str(root), stamp, settings.device, settings.max_pixels, settings.duplicate_threshold)
     thumbs = Thumbnails(root / THUMBNAIL_DIR, settings.thumbnail_px, settings.max_pixels)
-    return Resources(idx, searcher.encoder, searcher, matcher, thumbs, Roots(idx.manifest.roots), info)
+    return Resources(idx, matcher.encoder, matcher, thumbs, Roots(idx.manifest.roots), info)
 
 
 def reload() -> None:
@@ -51,13 +50,13 @@ def _encoder(model: str, pretrained: str, dim: int, fingerprint: str, device: st
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _search(root: str, stamp: int, device: str, max_pixels: int) -> tuple[Searcher, Matcher]:
+def _search(root: str, stamp: int, device: str, max_pixels: int, duplicate_threshold: float) -> Matcher:
     """Keyed by values, so that every rerun of the page finds them: the Matcher encodes the
     calibration prompts once per index, not per query."""
     idx, _ = _index(root, stamp)
     m = idx.identity
-    searcher = Searcher(_encoder(m.model, m.pretrained, m.dim, m.fingerprint, device), idx, max_pixels)
-    return searcher, Matcher(searcher)
+    return Matcher(_encoder(m.model, m.pretrained, m.dim, m.fingerprint, device), idx,
+                   max_pixels=max_pixels, duplicate_threshold=duplicate_threshold)
 
 
 @st.cache_resource(show_spinner="Opening the index…", max_entries=2)

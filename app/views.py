@@ -13,11 +13,11 @@ from typing import Callable
 import streamlit as st
 
 from clipsearch import ClipSearchError, Hit, Match
-from clipsearch.files import display_path
-from clipsearch.video import timestamp
+from clipsearch.media.files import display_path
+from clipsearch.media.video import timestamp
 
-from . import zeroshot
-from .resources import Resources
+from clipsearch.app import zeroshot
+from clipsearch.app.resources import Resources
 
 COLUMNS = 5
 START = "Type a description, or drop an image, to search."

@@ -1,6 +1,6 @@
 """Image -> text: zero-shot classification against typed labels, and ranking a text collection.
 
-Thin on purpose: the work is done by `clipsearch.classify` and `clipsearch.texts`.
+Thin on purpose: the work is done by `clipsearch.search.classify` and `clipsearch.ingest.texts`.
 """
 
 from __future__ import annotations
@@ -42,9 +42,6 @@ def classify(encoder, v: np.ndarray, labels: list[str]) -> list[Label]:
 def rank_texts(matcher, v: np.ndarray, k: int) -> dict[str, list]:
     """{collection: [Match] best first, calibrated} over the index's text collections, as
     `clipsearch query --image IMG --texts NAME` ranks them; {} when it has none."""
-    from clipsearch.algebra import IMAGE
+    from clipsearch import Request
 
-    index = matcher.searcher.index
-    xq = np.asarray(v, np.float32)[None, :]
-    return {name: matcher.search_vectors(xq, [IMAGE], k, texts=index.texts(name))[0]
-            for name in index.text_names()}
+    return {name: matcher.run(Request(vector=v, k=k, texts=name)).matches for name in matcher.index.text_names()}

@@ -1,4 +1,4 @@
-"""Benchmark clipsearch.ann on synthetic CLIP-like vectors: recall@10, latency, size, build time.
+"""Benchmark clipsearch.ann.index on synthetic CLIP-like vectors: recall@10, latency, size, build time.
 
 Run by hand (not a test); a 1M run takes about 10 minutes on 2 cores:
 
@@ -28,7 +28,7 @@ import numpy as np
 # steal the CPU from each other (PQ training ran 4x slower). Must be set before faiss loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from clipsearch import ann
+from clipsearch.ann import index as ann
 
 K = 10
 

@@ -28,11 +28,11 @@ _OTHERS = {".txt": b"notes\n", ".pdf": b"%PDF-1.7\n", ".docx": b"PK\x03\x04" + b
 
 
 def build(folder: Path, copies: int, others: int) -> None:
-    import corpus
-    import formats
-    import shapes
-    from clips import write_video
-    from dng import write_dng
+    from support import corpus
+    from support import formats
+    from support import shapes
+    from support.clips import write_video
+    from support.dng import write_dng
 
     corpus.write_corpus(folder / "hostile")
     corpus.unlock(folder / "hostile")  # this run reads as the user who owns the files

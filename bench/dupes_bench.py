@@ -83,7 +83,7 @@ def make(n: int, threshold: float, seed: int = 0):
 def build(work: Path, n: int, threshold: float) -> None:
     """Write the planted collection to an index at work/index, truth beside it."""
     from clipsearch import ModelIdentity, create_index
-    from clipsearch.store import Row
+    from clipsearch.store.records import Row
 
     t0 = time.time()
     xb, truth, hashes, alike = make(n, threshold)

@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ann_bench import make_data  # noqa: E402
 
-from clipsearch import selection  # noqa: E402
-from clipsearch.ann import AnnIndex, choose_spec  # noqa: E402
-from clipsearch.filters import Filter  # noqa: E402
+from clipsearch.ann import selection
+from clipsearch.ann.index import AnnIndex, choose_spec  # noqa: E402
+from clipsearch.store.filters import Filter  # noqa: E402
 from clipsearch.index import create_index  # noqa: E402
-from clipsearch.model import ModelIdentity  # noqa: E402
-from clipsearch.photometa import PhotoMeta  # noqa: E402
-from clipsearch.store import Row  # noqa: E402
+from clipsearch.models.encoder import ModelIdentity  # noqa: E402
+from clipsearch.media.photometa import PhotoMeta  # noqa: E402
+from clipsearch.store.records import Row
 
 K = 10
 SHARES = (0.001, 0.01, 0.1, 0.5)

@@ -129,7 +129,7 @@ def child_naive(folder: Path, a) -> dict:
     import torch
     from PIL import Image
 
-    from clipsearch.model import default_batch_size
+    from clipsearch.models.encoder import default_batch_size
 
     torch.manual_seed(0)  # the same weights as `--pretrained random`
     net, _, preprocess = open_clip.create_model_and_transforms(a.model, pretrained=None, device=a.device)

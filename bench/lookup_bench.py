@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clipsearch import open_index  # noqa: E402
-from clipsearch import snapshot  # noqa: E402
+from clipsearch.store import snapshot
 
 
 def median_ms(fn, sets) -> float:

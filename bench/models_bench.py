@@ -38,7 +38,7 @@ def prepare(preset: str, work: Path) -> None:
     import open_clip
     import torch
 
-    from clipsearch.bundle import CONFIG, FORMAT, MANIFEST
+    from clipsearch.models.bundle import CONFIG, FORMAT, MANIFEST
     from clipsearch.config import PRESETS
 
     arch, tag = PRESETS[preset]

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ann_bench import exact_knn, log, make_data, recall_at  # noqa: E402
 
 from clipsearch import ModelIdentity, create_index, open_index  # noqa: E402
-from clipsearch.store import Row  # noqa: E402
+from clipsearch.store.records import Row
 
 K = 10
 DIM = 512

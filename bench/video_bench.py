@@ -2,7 +2,7 @@
 
 Encodes seeded synthetic videos with PyAV (moving shapes with a cut every `--scene-s` seconds, a
 little noise frame to frame, as a camera's), then times, in this process on one core:
-  sample   clipsearch.video.sample_video (keyframe pass + seeks), frames made model-ready (224 px)
+  sample   clipsearch.media.video.sample_video (keyframe pass + seeks), frames made model-ready (224 px)
   decode   every frame decoded (what naive sampling costs before any frame is picked)
 and reports seconds per minute of video and frames kept. Prints a markdown table and writes JSON.
 
@@ -61,8 +61,8 @@ def timed(fn, path: Path, repeats: int) -> tuple[float, float, int]:
 
 
 def sample(path: Path) -> int:
-    from clipsearch.image import to_pixels
-    from clipsearch.video import sample_video
+    from clipsearch.media.image import to_pixels
+    from clipsearch.media.video import sample_video
 
     return len(sample_video(path, lambda img: to_pixels(img, 224), max_pixels=10**9, draft_size=448))
 

@@ -26,11 +26,13 @@ QUERIES = ["a dog playing music", "sunset over water", "a red car in the snow", 
 
 
 def timed(matcher, repeats: int) -> float:
-    matcher.search([QUERIES[0].split()], 10)  # warm-up
+    from clipsearch import Request
+
+    matcher.run(Request(QUERIES[0].split(), k=10))  # warm-up
     lat = []
     for i in range(repeats):
         t0 = time.perf_counter()
-        matcher.search([QUERIES[i % len(QUERIES)].split()], 10)
+        matcher.run(Request(QUERIES[i % len(QUERIES)].split(), k=10))
         lat.append((time.perf_counter() - t0) * 1e3)
     return round(float(np.median(lat)), 2)
 
@@ -42,21 +44,21 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=Path("bench/results/warm_query.json"))
     args = p.parse_args(argv)
     os.environ["CLIPSEARCH_CACHE"] = str(args.work / "cache")
-    from clipsearch import Matcher, Searcher, Settings, load_encoder, open_index
+    from clipsearch import Matcher, Settings, load_encoder, open_index
     from clipsearch.config import default_cache_dir
-    from clipsearch.queryencoder import query_encoder
+    from clipsearch.models.queryencoder import query_encoder
 
     index = open_index(args.work / "idx")
     m = index.identity
     fast = query_encoder(m, default_cache_dir(), lambda: load_encoder(m.model, m.pretrained, "cpu"))
     assert fast.tower is not None, "no exported text tower: run bench/cold_query.py first"
-    rows = {"query encoder (text tower, ONNX Runtime)": timed(Matcher(Searcher(fast, index, Settings().max_pixels)),
+    rows = {"query encoder (text tower, ONNX Runtime)": timed(Matcher(fast, index, max_pixels=Settings().max_pixels, duplicate_threshold=Settings().duplicate_threshold),
                                                               args.repeats)}
     import torch
 
     torch.set_num_threads(1)
     full = load_encoder(m.model, m.pretrained, "cpu")
-    rows["open_clip model (torch)"] = timed(Matcher(Searcher(full, index, Settings().max_pixels)), args.repeats)
+    rows["open_clip model (torch)"] = timed(Matcher(full, index, max_pixels=Settings().max_pixels, duplicate_threshold=Settings().duplicate_threshold), args.repeats)
     md = "| encoder | median ms, text query k=10, calibrated |\n|---|---|\n" + "".join(
         f"| {k} | {v} |\n" for k, v in rows.items())
     args.out.parent.mkdir(parents=True, exist_ok=True)

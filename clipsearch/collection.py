@@ -17,14 +17,14 @@ from typing import Callable
 
 import numpy as np
 
-from .ann import RERANK_FACTOR, AnnIndex, choose_spec
-from . import snapshot
-from .refine import Refine
-from .errors import IndexDirError, InputError
-from .filters import Filter
-from .lock import WriteLock
-from .selection import search_among
-from .store import Store, VectorTable
+from clipsearch.ann.index import RERANK_FACTOR, AnnIndex, choose_spec
+from clipsearch.store import snapshot
+from clipsearch.ann.refine import Refine
+from clipsearch.errors import IndexDirError, InputError
+from clipsearch.store.filters import Filter
+from clipsearch.store.lock import WriteLock
+from clipsearch.ann.selection import search_among
+from clipsearch.store.tables import Store, VectorTable
 
 LegacyGeneration = Callable[[], "int | None"]
 

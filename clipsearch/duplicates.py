@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import selfjoin
-from .errors import InputError
+from clipsearch.ann import selfjoin
+from clipsearch.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def find_duplicates(index, threshold: float | None = None, folder: str | None = 
     (default: Settings().duplicate_threshold) cosine to the group's seed; the ANN index's IVF cells
     are reused when it has them. Groups smaller than `min_group` are left out.
     """
-    from .config import Settings
+    from clipsearch.config import Settings
 
     threshold = Settings().duplicate_threshold if threshold is None else float(threshold)
     if not 0 < threshold <= 1:
@@ -229,7 +229,7 @@ def _group(g, xb, ids, rows, hashes, taken, mtime) -> DuplicateGroup:
 def _under_mask(paths: list[str], folder: str):
     import os
 
-    from .files import under
+    from clipsearch.media.files import under
 
     targets = sorted({os.path.abspath(os.path.expanduser(folder)), os.path.realpath(os.path.expanduser(folder))})
     return [under(p, targets) for p in paths]

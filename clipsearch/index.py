@@ -18,13 +18,14 @@ import os
 import re
 from pathlib import Path
 
-from . import manifest as mf
-from .collection import Collection
-from .errors import IndexDirError, InputError, ModelError
-from .lock import WriteLock
-from .model import ModelIdentity
-from .skipped import SkippedTable
-from .store import IMAGES, FailureTable, Hit, ImageTable, Later, Store, TextTable
+from clipsearch.store import manifest as mf
+from clipsearch.collection import Collection
+from clipsearch.errors import IndexDirError, InputError, ModelError
+from clipsearch.store.lock import WriteLock
+from clipsearch.models.encoder import ModelIdentity
+from clipsearch.store.skipped import SkippedTable
+from clipsearch.store.tables import FailureTable, ImageTable, Later, Store, TextTable
+from clipsearch.store.records import IMAGES, Hit
 
 TEXTS_PREFIX = "texts_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

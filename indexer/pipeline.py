@@ -8,10 +8,10 @@ from typing import Callable
 
 from clipsearch import Encoder, Index, Settings, Summary, add_paths
 from clipsearch.errors import InputError
-from clipsearch.pool import decoding_map, default_workers
+from clipsearch.ingest.pool import decoding_map, default_workers
 
 #: Fault injection for tests: "STAGE[:N[:ACTION]]" acts at the N-th (default 1st) checkpoint STAGE
-#: of a run (see clipsearch.ingest); ACTION is kill (SIGKILL, the default), stop (SIGSTOP) or
+#: of a run (see clipsearch.ingest.update); ACTION is kill (SIGKILL, the default), stop (SIGSTOP) or
 #: interrupt (SIGINT, as Ctrl-C).
 FAILPOINT_ENV = "CLIPSEARCH_FAILPOINT"
 _ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "interrupt": signal.SIGINT}
@@ -33,8 +33,8 @@ def run(index: Index, encoder: Encoder, roots: list[str], settings: Settings = S
 def run_on_ray(index: Index, encoder: Encoder, make_encoder, roots: list[str], settings: Settings = Settings(),
                address: str | None = None, progress: bool = True) -> Summary:
     """`run` with decoding and encoding on the Ray cluster at `address` (see ray_pipeline)."""
-    from .ray_pipeline import Cluster
-    from .ray_pipeline import run as ray_run
+    from clipsearch.indexer.ray_pipeline import Cluster
+    from clipsearch.indexer.ray_pipeline import run as ray_run
 
     bar = _bar(progress)
     try:
@@ -46,8 +46,8 @@ def run_on_ray(index: Index, encoder: Encoder, make_encoder, roots: list[str], s
 
 def reindex(index: Index, encoder: Encoder, settings: Settings = Settings(), keep: bool = False,
             progress: bool = True):
-    """Move `index` to `encoder`'s model (`clipsearch.vectorsets.reindex`), decoding in processes."""
-    from clipsearch.vectorsets import reindex as reindex_sets
+    """Move `index` to `encoder`'s model (`clipsearch.ingest.reindex.reindex`), decoding in processes."""
+    from clipsearch.ingest.reindex import reindex as reindex_sets
 
     bar = _bar(progress, "re-encoding")
     try:

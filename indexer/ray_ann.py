@@ -1,6 +1,6 @@
 """The ANN index after a Ray run: new rows added to it, or a sharded rebuild on the cluster.
 
-A sharded rebuild (clipsearch.ann_shards) trains on a sample the driver reads from the table, then
+A sharded rebuild (clipsearch.ann.shards) trains on a sample the driver reads from the table, then
 one Ray task per group of Lance fragments reads those fragments' ids and vectors itself and adds
 them to a copy of the trained index; the driver merges. Vectors never pass through the driver
 except the training sample. The index saves it with the table version (`Index.sync_ann`).
@@ -12,7 +12,7 @@ import numpy as np
 
 from clipsearch import AnnIndex
 from clipsearch.collection import Collection
-from clipsearch.ann_shards import SHARDED_MIN, add_shard, merge, sample_positions, scale_spec, train
+from clipsearch.ann.shards import SHARDED_MIN, add_shard, merge, sample_positions, scale_spec, train
 
 #: Vectors per shard task: ~200 MB of 512-d float32 read and ~5 MB of PQ codes sent back.
 SHARD_ROWS = 100_000

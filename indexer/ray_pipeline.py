@@ -4,7 +4,7 @@ The driver does what `clipsearch.add_paths` does (scan, plan the changes, relink
 roots) under the index's write lock; only the encoding of `Changes.todo` runs on Ray Data:
 
     files (driver: chunk, id) -> decode actors (CPU; the guarded, time-limited pool of
-    clipsearch.pool around batch.decode_file) -> encode actors (one GPU each, else CPU;
+    clipsearch.ingest.pool around batch.decode_file) -> encode actors (one GPU each, else CPU;
     batch.embed_decoded) -> write tasks (store.arrow_rows -> lance.fragment.write_fragments)
     -> driver: once every file of a chunk is back, its fragments in one Lance commit
        (ingest.commit_group: rows in, failures recorded, superseded rows out)
@@ -31,14 +31,15 @@ from typing import Callable
 import numpy as np
 
 from clipsearch import Encoder, Index, Settings, Summary, add_paths
-from clipsearch.batch import Batch, Decoded, decode_file, embed_decoded
-from clipsearch.changes import Changes
+from clipsearch.ingest.batch import Batch, Decoded, decode_file, embed_decoded
+from clipsearch.ingest.changes import Changes
 from clipsearch.errors import IndexDirError
-from clipsearch.ingest import Checkpoint, commit_group
-from clipsearch.pool import decoding_pool, guarded_map
-from clipsearch.store import Failure, ImageTable, Row
+from clipsearch.ingest.update import Checkpoint, commit_group
+from clipsearch.ingest.pool import decoding_pool, guarded_map
+from clipsearch.store.tables import ImageTable
+from clipsearch.store.records import Failure, Row
 
-from . import ray_ann
+import clipsearch.indexer.ray_ann as ray_ann
 
 #: Files per decode call: enough to amortise a Ray call, few enough to spread over the actors.
 DECODE_BATCH = 32

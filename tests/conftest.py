@@ -11,10 +11,10 @@ from typing import NamedTuple
 
 import pytest
 
-import shapes
-from clirun import CAPTIONS, Cli
-from exifphotos import BIG, PHOTOS, exif_jpeg
-from modelfiles import block_network, make_second_model
+from support import shapes
+from support.clirun import CAPTIONS, Cli
+from support.exifphotos import BIG, PHOTOS, exif_jpeg
+from support.modelfiles import block_network, make_second_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

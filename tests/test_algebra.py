@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clipsearch import BACKGROUND_PROMPTS, Calibrator, InputError, Term, embed_query, load_encoder, parse_query
-from clirun import CAPTIONS, image_of
+from support.clirun import CAPTIONS, image_of
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""clipsearch.ann checked against exact (numpy) search on seeded Gaussian-mixture data."""
+"""clipsearch.ann.index checked against exact (numpy) search on seeded Gaussian-mixture data."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from clipsearch import ann
-from clipsearch.ann import AnnIndex, AnnSpec, choose_spec, rerank
+from clipsearch.ann import index as ann
+from clipsearch.ann.index import AnnIndex, AnnSpec, choose_spec, rerank
 from clipsearch.errors import IndexDirError, InputError
 
 

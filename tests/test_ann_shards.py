@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clipsearch import AnnIndex, AnnSpec, choose_spec
-from clipsearch.ann_shards import (build_sharded, load_mmap, merge_ondisk, add_shard,
+from clipsearch.ann.shards import (build_sharded, load_mmap, merge_ondisk, add_shard,
                                    sample_positions, scale_spec, train)
 
 SPEC = AnnSpec("ivfpq", 32, nlist=32, m=4, nbits=8, train_size=10_000, nprobe=4)

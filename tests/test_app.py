@@ -13,10 +13,10 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from clipsearch import InputError, Searcher, Settings, create_index, load_encoder
-from clipsearch.thumbnail import Thumbnails
-from clirun import image_of
-from ui_support import APP, build_index
+from clipsearch import InputError, Matcher, Settings, create_index, load_encoder
+from clipsearch.media.thumbnail import Thumbnails
+from support.clirun import image_of
+from support.ui_support import APP, build_index
 
 from clipsearch.app import query, views, zeroshot
 
@@ -172,7 +172,7 @@ def test_symlink_out_of_the_indexed_folder_is_hidden_and_failures_listed(tiny_mo
 
 def test_upload_is_capped_and_decoded_with_the_guarded_loader(tiny_model, shapes_dir):
     enc = load_encoder(str(tiny_model.config), str(tiny_model.weights), "cpu")
-    res = SimpleNamespace(searcher=SimpleNamespace(embed=lambda img: enc.encode_texts(["x"])[0]),
+    res = SimpleNamespace(matcher=SimpleNamespace(embed=lambda img: enc.encode_texts(["x"])[0]),
                           thumbs=Thumbnails(None, 32, Settings().max_pixels))
     png = next(shapes_dir.glob("*.png")).read_bytes()
     q = query.upload_query(png, "shape.png", res, Settings())
@@ -188,7 +188,7 @@ def test_upload_is_capped_and_decoded_with_the_guarded_loader(tiny_model, shapes
 def test_labels_are_parsed_and_classified(tiny_model):
     assert zeroshot.parse_labels(" red circle, ,blue square\nred circle ") == ["red circle", "blue square"]
     enc = load_encoder(str(tiny_model.config), str(tiny_model.weights), "cpu")
-    v = Searcher.embed(SimpleNamespace(encoder=enc), _draw("green", "triangle"))
+    v = Matcher.embed(SimpleNamespace(encoder=enc), _draw("green", "triangle"))
     ranked = zeroshot.classify(enc, v, ["red circle", "green triangle", "blue star"])
     assert ranked[0].text == "green triangle"
     assert sum(r.probability for r in ranked) == pytest.approx(1.0)
@@ -196,14 +196,14 @@ def test_labels_are_parsed_and_classified(tiny_model):
 
 
 def _draw(colour, shape):
-    import shapes
+    from support import shapes
 
     return shapes.draw(colour, shape, seed=123)
 
 
 def test_a_video_frame_is_shown_played_from_its_moment_and_searched_with(tiny_model, tmp_path, monkeypatch):
-    import shapes
-    from clips import write_video
+    from support import shapes
+    from support.clips import write_video
 
     photos = tmp_path / "photos"
     shapes.write_folder(photos, n_per_label=1, labels=[("green", "square"), ("red", "circle")])

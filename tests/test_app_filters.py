@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from clipsearch import open_index
 from clipsearch.app import filterpanel
-from clipsearch.filters import Filter
-from ui_support import APP
+from clipsearch.store.filters import Filter
+from support.ui_support import APP
 
 TIMEOUT = 120
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import shapes
+from support import shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from clipsearch import CLASSIFY_TEMPLATES, Classifier, InputError, classify_files, classify_index, load_encoder, open_index
-from clirun import image_of
-from shapes import LABELS
+from support.clirun import image_of
+from support.shapes import LABELS
 
 NAMES = [f"{c} {s}" for c, s in LABELS]
 

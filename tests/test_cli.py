@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clirun import Cli
+from support.clirun import Cli
 
 
 def _names(result):

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clirun import CAPTIONS, Cli, image_of
+from support.clirun import CAPTIONS, Cli, image_of
 from clipsearch import AnnIndex, IndexDirError, ModelIdentity, add_texts, create_index, load_encoder, open_index
-from clipsearch import manifest as mf
+from clipsearch.store import manifest as mf
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
 FIXTURES = Path(__file__).parent / "fixtures"

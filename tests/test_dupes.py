@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import shapes
+from support import shapes
 from clipsearch import AnnIndex, AnnSpec, choose_keeper, group_rows, near_groups
-from clipsearch.selfjoin import nearest_cells, pairs_above, train_cells
-from clirun import Cli
+from clipsearch.ann.selfjoin import nearest_cells, pairs_above, train_cells
+from support.clirun import Cli
 
 SIZE = 256  # photos are larger than the model's input: the encoder sees them downscaled
 #: (colour, shape) of each original, and the colour its look-alike is redrawn in (same seed, so the
@@ -253,7 +253,7 @@ def planted_page(planted, monkeypatch):
     """The Streamlit page over the planted index (AppTest swaps __main__: put pytest's back)."""
     from streamlit.testing.v1 import AppTest
 
-    from ui_support import APP
+    from support.ui_support import APP
 
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     monkeypatch.setenv("CLIPSEARCH_INDEX", str(planted[0].index_dir))

@@ -12,13 +12,13 @@ import lancedb
 import pyarrow as pa
 import pytest
 
-from clirun import Cli
+from support.clirun import Cli
 from clipsearch import open_index
 from clipsearch.errors import InputError
-from clipsearch.filters import Filter, date_bounds, make_filter
-from clipsearch.manifest import SCHEMA_VERSION
-from clipsearch.photometa import FIELDS
-from exifphotos import PHOTOS
+from clipsearch.store.filters import Filter, date_bounds, make_filter
+from clipsearch.store.manifest import SCHEMA_VERSION
+from clipsearch.media.photometa import FIELDS
+from support.exifphotos import PHOTOS
 
 @pytest.fixture
 def lib(tiny_model, library) -> tuple:

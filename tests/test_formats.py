@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import formats
-import shapes
+from support import formats
+from support import shapes
 from clipsearch.cli import main
 from clipsearch.errors import ImageError
-from clipsearch.files import scan
-from clipsearch.image import load_image
-from clipsearch.media import IMAGE, kind_of
+from clipsearch.media.files import scan
+from clipsearch.media.image import load_image
+from clipsearch.media.kinds import IMAGE, kind_of
 
 SHAPE = shapes.draw("blue", "star", size=64, seed=1)
 

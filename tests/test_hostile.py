@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-import corpus
-import faulty
+from support import corpus
+from support import faulty
 from clipsearch import Settings, add_paths, create_index, load_encoder, open_index
-from clipsearch.batch import Failure, decode_file
-from clirun import Cli
-from clipsearch.files import display_path, scan
-from clipsearch.pool import decoding_pool, guarded_map
+from clipsearch.ingest.batch import decode_file
+from clipsearch.store.records import Failure
+from support.clirun import Cli
+from clipsearch.media.files import display_path, scan
+from clipsearch.ingest.pool import decoding_pool, guarded_map
 
 ROOT = Path(__file__).resolve().parents[1]
 # Root reads anything, chmod 000 or not: run the CLI without the two capabilities that allow it.
@@ -120,7 +121,7 @@ def test_file_changing_while_read_is_retried_next_run(encoder, shapes_dir, tmp_p
     photos = tmp_path / "photos"
     shutil.copytree(shapes_dir, photos)
     victim = sorted(photos.glob("*.png"))[0]
-    import clipsearch.batch as batch
+    import clipsearch.ingest.batch as batch
 
     real = batch.load_image
 

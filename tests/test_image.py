@@ -1,4 +1,4 @@
-"""clipsearch.image: every file is decoded to the RGB a person would see, or refused with a reason."""
+"""clipsearch.media.image: every file is decoded to the RGB a person would see, or refused with a reason."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageCms, ImageFile, features
 
 from clipsearch.errors import ImageError
-from clipsearch.image import load_image, open_upload, to_pixels
+from clipsearch.media.image import load_image, open_upload, to_pixels
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 

@@ -11,11 +11,11 @@ import lancedb
 import numpy as np
 import pytest
 
-import shapes
-from clirun import Cli
+from support import shapes
+from support.clirun import Cli
 from clipsearch import Settings, add_paths, create_index, load_encoder, open_index
-from clipsearch import ingest
-from clipsearch.manifest import SCHEMA_VERSION
+from clipsearch.ingest import update as ingest
+from clipsearch.store.manifest import SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")

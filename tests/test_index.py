@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clipsearch import AnnIndex, IndexDirError, ModelError, ModelIdentity, create_index, open_index
-from clipsearch.store import Row
+from clipsearch.store.records import Row
 
 IDENTITY = ModelIdentity("test-arch", "test-weights", 16)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from clipsearch import AnnIndex, ModelIdentity, create_index, open_index
-from clipsearch import ann as ann_module
-from clipsearch.store import Row
+from clipsearch.ann import index as ann_module
+from clipsearch.store.records import Row
 
 DIM = 16
 N = 10_000  # just above what IVF-PQ needs to train (39 x 256)

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from clipsearch.cli import main
 from clipsearch.config import PRESETS
-from clipsearch.language import language_hint, query_language
-from modelfiles import make_bundle
+from clipsearch.search.language import language_hint, query_language
+from support.modelfiles import make_bundle
 
 MULTI = "siglip2-b16"
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from clipsearch import ModelIdentity, create_index, open_index
-from clipsearch import ann as ann_module
-from clipsearch.store import Row
+from clipsearch.ann import index as ann_module
+from clipsearch.store.records import Row
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DIM = 16

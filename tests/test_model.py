@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from clipsearch import ModelError, load_encoder
-from clipsearch import weights as weights_module
+from clipsearch.models import weights as weights_module
 
 
 def test_tiny_model_loads_with_identity(tiny_model):

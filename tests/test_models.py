@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from clipsearch import ModelError, load_encoder
-from clipsearch import weights as weights_module
-from clipsearch.bundle import find_imported, import_model
+from clipsearch.models import weights as weights_module
+from clipsearch.models.bundle import find_imported, import_model
 from clipsearch.cli import main
 from clipsearch.config import PRESETS, resolve_model
 from clipsearch.errors import InputError
-from modelfiles import make_bundle
+from support.modelfiles import make_bundle
 
 HUB_TOKENIZER = {name for name, (arch, _) in PRESETS.items() if "SigLIP2" in arch}
 
@@ -114,7 +114,7 @@ def test_mobileclip_reparameterised_for_inference_gives_the_same_vectors():
     import open_clip
     import torch
 
-    from clipsearch.model import _reparameterize
+    from clipsearch.models.encoder import _reparameterize
 
     torch.manual_seed(0)
     plain = open_clip.create_model(PRESETS["mobileclip2-s0"][0], pretrained=None).eval()

@@ -9,12 +9,12 @@ from fractions import Fraction
 import pytest
 from PIL import Image
 
-from exifphotos import MTIME_2020, exif_jpeg
+from support.exifphotos import MTIME_2020, exif_jpeg
 
-from clipsearch.image import load_image
-from clipsearch.photometa import (EXIF, MTIME, PHOTO, RAW, MOVIE, PhotoMeta, dms_to_degrees, kind_of,
+from clipsearch.media.image import load_image
+from clipsearch.media.photometa import (EXIF, MTIME, PHOTO, RAW, MOVIE, PhotoMeta, dms_to_degrees, kind_of,
                                   parse_exif_time, read_header, read_meta)
-from clipsearch.places import country_name, name_places
+from clipsearch.media.places import country_name, name_places
 
 def meta_of(path) -> PhotoMeta:
     return read_meta(load_image(path), path, os.stat(path).st_mtime)
@@ -125,7 +125,7 @@ def test_country_names():
 
 
 def test_raw_camera_from_its_tiff_tags(tmp_path):
-    from dng import write_dng
+    from support.dng import write_dng
 
     p = tmp_path / "a.dng"
     write_dng(p, Image.new("RGB", (64, 48), (200, 10, 10)), make="Nikon")

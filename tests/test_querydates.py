@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pytest
 
-from clipsearch.querydates import split_date
+from clipsearch.search.querydates import split_date
 
 TODAY = date(2024, 10, 15)
 

@@ -8,9 +8,9 @@ from PIL import Image
 
 from clipsearch import Decoded, Failure, decode_file, load_encoder
 from clipsearch.errors import ImageError
-from clipsearch.image import FULL_SIZE
-from clipsearch.raw import load_raw
-from dng import write_dng
+from clipsearch.media.image import FULL_SIZE
+from clipsearch.media.raw import load_raw
+from support.dng import write_dng
 
 RED, BLUE = (220, 30, 30), (30, 70, 220)
 

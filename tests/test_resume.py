@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import shapes
+from support import shapes
 from clipsearch import AnnIndex, open_index
-from clirun import Cli
-from clipsearch.files import content_hash, stat_key
+from support.clirun import Cli
+from clipsearch.media.files import content_hash, stat_key
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]

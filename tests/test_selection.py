@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clipsearch import selection
-from clipsearch.ann import AnnIndex, AnnSpec
-from clipsearch.selection import EXACT, SELECTOR, exact_top_k, probes_for, search_among
+from clipsearch.ann import selection
+from clipsearch.ann.index import AnnIndex, AnnSpec
+from clipsearch.ann.selection import EXACT, SELECTOR, exact_top_k, probes_for, search_among
 
 N, D, K, NQ = 20_000, 64, 10, 40
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from clipsearch import ModelIdentity, create_index, open_index
-from clipsearch.store import Row
+from clipsearch.store.records import Row
 
 
 def _images(tmp_path, dim=8):

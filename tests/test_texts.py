@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clipsearch import InputError, add_texts, collection_names, load_encoder, open_index, open_texts, read_texts
-from clirun import CAPTIONS, image_of
+from support.clirun import CAPTIONS, image_of
 
 
 # --- reading text files -------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def test_bad_input_is_one_line(cli, shapes_dir, tmp_path, args, message):
 
 
 def test_query_texts_without_collections_says_how_to_add_one(tiny_model, shapes_dir, tmp_path):
-    from clirun import Cli
+    from support.clirun import Cli
 
     fresh = Cli(tiny_model, tmp_path / "index")
     assert fresh("index", shapes_dir, "--workers", "1", "--quiet").exit_code == 0
@@ -148,7 +148,7 @@ def _write(folder, name, lines):
 @pytest.fixture
 def big_texts(tmp_path, monkeypatch):
     """An index with a 10,000-text collection "big" past FLAT_MAX (IVF-PQ), random unit vectors."""
-    import clipsearch.ann as ann
+    import clipsearch.ann.index as ann
     from clipsearch import ModelIdentity, create_index
 
     monkeypatch.setattr(ann, "FLAT_MAX", 1000)
@@ -181,19 +181,20 @@ def test_nprobe_and_rerank_reach_text_collections(big_texts):
     """`query --texts --nprobe/--rerank` used to be ignored: now they tune the text collection's
     search exactly as they tune the images'. Probing every list and re-ranking everything is exact;
     one list without re-rank is not."""
-    from clipsearch import Matcher
-    from clipsearch.algebra import IMAGE
+    from clipsearch import Matcher, Request
+    from clipsearch.search.algebra import IMAGE
 
     index, xb = big_texts
     coll = open_texts(open_index(index.root), "big")
     nlist = coll.ann().spec.nlist
-    matcher = Matcher(SimpleNamespace(index=index, encoder=SimpleNamespace(dim=16)), calibrator=lambda c, v: c)
+    matcher = Matcher(SimpleNamespace(dim=16, identity=index.identity), index, lambda c, v: c,
+                      max_pixels=1, duplicate_threshold=1.0)
     xq = np.random.default_rng(2).standard_normal((30, 16)).astype(np.float32)
     xq /= np.linalg.norm(xq, axis=1, keepdims=True)
     truth = np.argsort(-(xq @ xb.T), axis=1)[:, :10]
 
     def found(**kw):
-        rows = matcher.search_vectors(xq, [IMAGE] * len(xq), 10, texts=coll, **kw)
+        rows = [matcher.run(Request(vector=q, kind=IMAGE, k=10, texts="big", **kw)).matches for q in xq]
         return np.array([[m.hit.id for m in row] for row in rows])
 
     assert (found(nprobe=nlist, rerank=1000) == truth).all()

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from clipsearch import BACKGROUND_PROMPTS, ModelIdentity, create_index, load_encoder, open_index
-from clipsearch import texttower
+from clipsearch.models import texttower
 from clipsearch.cli import main
-from clipsearch.store import Row
-from clipsearch.tokenizer import simple_tokenizer
-from clipsearch.weights import fingerprint
+from clipsearch.store.records import Row
+from clipsearch.models.tokenizer import simple_tokenizer
+from clipsearch.models.weights import fingerprint
 
 TEXTS = ["a red circle", "A BLUE   square!", "", "crème brûlée ☕ at 5 o'clock", "triangle " * 40,
          "&amp; <b>html</b> entities", "ümlaut ÆØÅ 日本語"]
@@ -40,7 +40,7 @@ def test_tokenizer_is_open_clips_without_torch(encoder):
 
     assert np.array_equal(simple_tokenizer(16)(TEXTS), encoder.tokenizer(TEXTS).numpy())
     assert np.array_equal(simple_tokenizer(77)(TEXTS), open_clip.get_tokenizer("ViT-B-32")(TEXTS).numpy())
-    code = ("import sys; from clipsearch.tokenizer import simple_tokenizer; ids = simple_tokenizer(77)(['a dog']); "
+    code = ("import sys; from clipsearch.models.tokenizer import simple_tokenizer; ids = simple_tokenizer(77)(['a dog']); "
             "print(ids.tolist()[0][:4], 'torch' in sys.modules, 'open_clip' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["[49406,", "320,", "1929,", "49407]", "False", "False"]

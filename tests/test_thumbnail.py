@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from clipsearch import ImageError, InputError
-from clipsearch.roots import Roots
-from clipsearch.thumbnail import Thumbnails
+from clipsearch.store.roots import Roots
+from clipsearch.media.thumbnail import Thumbnails
 
-import shapes
+from support import shapes
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clirun import Cli
+from support.clirun import Cli
 from clipsearch.cli.ui import streamlit_command
 
 

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import shapes
-from clips import write_video
-from clipsearch import Decoded, Failure, Searcher, add_paths, create_index, decode_file, load_encoder
-from clipsearch.changes import find_changes
+from support import shapes
+from support.clips import write_video
+from clipsearch import Decoded, Failure, Matcher, Request, Term, add_paths, create_index, decode_file, load_encoder
+from clipsearch.search.algebra import IMAGE
+from clipsearch.ingest.changes import find_changes
 from clipsearch.cli import main
 from clipsearch.config import VideoSampling
-from clipsearch.files import Scan
-from clipsearch.store import Row
-from clipsearch.video import frame_at, sample_video
+from clipsearch.media.files import Scan
+from clipsearch.store.records import Row
+from clipsearch.media.video import frame_at, sample_video
 
 SCENES = [("red", "circle", 3.0), ("blue", "star", 3.0)]  # a red circle for 3 s, then a blue star
 OTHERS = [("green", "square"), ("yellow", "triangle"), ("red", "circle"), ("purple", "star")]
@@ -75,7 +76,8 @@ def test_image_queries_find_frames_and_frames_find_texts(encoder, photos, tmp_pa
     index = create_index(tmp_path / "idx", encoder.identity)
     add_paths(index, encoder, [str(photos)])
     shapes.draw("blue", "star", size=64, seed=5).save(tmp_path / "query.png")
-    hit = Searcher(encoder, index, 10**8).by_image(tmp_path / "query.png", k=1)[0]
+    matcher = Matcher(encoder, index, max_pixels=10**8, duplicate_threshold=1.0)
+    hit = matcher.run(Request([Term(IMAGE, str(tmp_path / "query.png"))], k=1)).matches[0].hit
     assert hit.path.endswith("clip.mp4") and abs(hit.time_s - 3.0) <= 1.0
     add_texts(index, encoder, "captions", [shapes.caption(c, s) for c, s in shapes.LABELS])
     frame = index.images.vectors_of(np.array([hit.id]))[0]  # image -> text from a frame's vector

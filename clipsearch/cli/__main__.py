@@ -1,3 +1,3 @@
-from . import main
+from clipsearch.cli.group import main
 
 main()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from ..ann import RERANK_FACTOR
-from ..config import Settings
-from ..errors import InputError
-from . import main
-from .maintenance import print_failures, print_skipped
-from .matches import QUERY_GRAMMAR, print_matches
-from .options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
+from clipsearch.ann.index import RERANK_FACTOR
+from clipsearch.config import Settings
+from clipsearch.errors import InputError
+from clipsearch.cli.group import main
+from clipsearch.cli.maintenance import print_failures, print_skipped
+from clipsearch.cli.matches import QUERY_GRAMMAR, print_matches
+from clipsearch.cli.options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
                       load_model, model_loader, model_option, pretrained_option)
 
 
@@ -38,9 +38,9 @@ from .options import (device_option, filter_from, filter_options, index_option, 
 def index(paths, index_dir, model, pretrained, device, batch_size, workers, file_timeout, commit_every,
           fast_encoder, quiet, on_ray, ray_address, as_json):
     """Index the images in PATHS (folders are walked recursively; file:// URIs too)."""
-    from .. import create_index
-    from ..files import check_roots, local_paths
-    from .. import indexer
+    from clipsearch import create_index
+    from clipsearch.media.files import check_roots, local_paths
+    from clipsearch import indexer
 
     paths = local_paths(paths)
     check_roots(paths)  # before the (slow) model load
@@ -91,45 +91,38 @@ def query(terms, images, texts, min_score, background, collapse, top, after, bef
           folders, kind, min_size, sort, no_parse_dates, nprobe, rerank, index_dir, model, pretrained, device,
           as_json):
     """Search the index by TERMS (text, images, or a weighted sum of them), or by --image."""
-    from .. import BACKGROUND_PROMPTS, Calibrator, Matcher, Searcher, Term, open_texts, read_texts
-    from ..algebra import IMAGE
-    from ..collapse import FETCH_FACTOR
-    from ..collapse import collapse as collapse_matches
+    from clipsearch import BACKGROUND_PROMPTS, Calibrator, Matcher, Request, Term, read_texts
+    from clipsearch.search.algebra import IMAGE
 
     if bool(terms) == bool(images):
         raise click.UsageError('give a TEXT query or --image FILE (one of them), e.g. clipsearch query "a red car"')
     if terms and not " ".join(terms).strip():
         raise InputError('the query is empty: describe what you are looking for, e.g. clipsearch query "a red car"')
-    if top < 1:
-        raise InputError(f"--top must be at least 1 (got {top})")
-    if collapse and texts is not None:
-        raise InputError("--collapse groups near-duplicate images; drop it with --texts")
     if terms:
-        from ..language import prefetch
+        from clipsearch.search.language import prefetch
 
         prefetch(" ".join(terms))  # overlaps the language guesser's load with the model's
     settings = Settings().with_(device=device)
-    searcher = Searcher(*_open_for_query(index_dir, model, pretrained, settings), settings.max_pixels)
-    collection = None if texts is None else open_texts(searcher.index, texts or None)
-    queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
-    calibrator = Calibrator(searcher.encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
+    encoder, index = _open_for_query(index_dir, model, pretrained, settings)
+    calibrator = Calibrator(encoder, read_texts(background) if background else BACKGROUND_PROMPTS)
+    matcher = Matcher(encoder, index, calibrator, max_pixels=settings.max_pixels,
+                      duplicate_threshold=settings.duplicate_threshold)
     where = filter_from(after, before, camera, place, near, folders, kind, min_size)
-    matcher = Matcher(searcher, calibrator)
-    if terms:
-        understood = matcher.understand(list(terms), where, parse_dates=not no_parse_dates and collection is None)
-        queries, where = [understood.query], understood.where
-        if understood.note:
-            click.echo(understood.note, err=True)
-    fetch = top * FETCH_FACTOR if collapse else top
-    found = matcher.search(queries, fetch, collection, min_score, nprobe, rerank, where=where or None, sort=sort)
-    if collapse:
-        found = [collapse_matches(ms, searcher.index.images, top, settings.duplicate_threshold) for ms in found]
+    queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
+    answers = [matcher.run(Request(q, k=top, texts=texts, where=where or None, sort=sort, min_score=min_score,
+                                   nprobe=nprobe, rerank=rerank, collapse=collapse,
+                                   parse_dates=not no_parse_dates)) for q in queries]
+    for note in {a.understood.note for a in answers if a.understood.note}:
+        click.echo(note, err=True)
+    found = [a.matches for a in answers]
+    where = answers[0].understood.where
+    collection = None if texts is None else index.texts(texts or None)
     labels = [" ".join(terms)] if terms else [str(p) for p in images]
     print_matches(labels, found, as_json, empty=_empty_hint(collection, min_score, where))
     if terms:
-        from ..language import language_hint
+        from clipsearch.search.language import language_hint
 
-        hint = language_hint(" ".join(t for t in terms if not Path(t).is_file()), searcher.encoder.identity.model)
+        hint = language_hint(" ".join(t for t in terms if not Path(t).is_file()), encoder.identity.model)
         if hint:
             click.echo(hint, err=True)
 
@@ -141,14 +134,14 @@ def query(terms, images, texts, min_score, background, collapse, top, after, bef
 @json_option
 def info(index_dir, failed, skipped, as_json):
     """What the index holds: image count, model, ANN index, size on disk."""
-    from .. import open_index
+    from clipsearch import open_index
 
     if failed:
         return print_failures(open_index(index_root(index_dir)), as_json)
     if skipped:
         return print_skipped(open_index(index_root(index_dir)), as_json)
-    from ..skipped import count_types
-    from ..vectorsets import describe
+    from clipsearch.store.skipped import count_types
+    from clipsearch.ingest.reindex import describe
 
     idx = open_index(index_root(index_dir))
     d = idx.info() | {"failed": len(idx.failures.all()), "skipped": count_types(idx.skipped.all()),
@@ -179,9 +172,9 @@ def _model(m: dict) -> str:
 def _open_for_query(index_dir, model, pretrained, settings):
     """(encoder, index): the index's own model, whose text tower answers texts without torch when it
     was exported (`texttower`); the open_clip model loads only if the query needs it."""
-    from .. import open_index
-    from ..config import default_cache_dir
-    from ..queryencoder import query_encoder
+    from clipsearch import open_index
+    from clipsearch.config import default_cache_dir
+    from clipsearch.models.queryencoder import query_encoder
 
     idx = open_index(index_root(index_dir))
     if model is not None or pretrained is not None:
@@ -194,9 +187,9 @@ def _open_for_query(index_dir, model, pretrained, settings):
 
 def _export_text_tower(encoder, summary) -> None:
     """Export the model's text tower for fast queries, once per model (a no-op when done)."""
-    from ..config import default_cache_dir
-    from ..errors import ClipSearchError
-    from ..texttower import export
+    from clipsearch.config import default_cache_dir
+    from clipsearch.errors import ClipSearchError
+    from clipsearch.models.texttower import export
 
     try:
         export(encoder, default_cache_dir())

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 
-from ..config import Settings
-from ..errors import InputError
-from ..files import display_path
-from . import main
-from .options import index_option, index_root, json_option
+from clipsearch.config import Settings
+from clipsearch.errors import InputError
+from clipsearch.media.files import display_path
+from clipsearch.cli.group import main
+from clipsearch.cli.options import index_option, index_root, json_option
 
 
 @main.command()
@@ -38,7 +38,7 @@ def dupes(threshold, folder, min_group, link_dir, as_json, as_csv, index_dir):
     then largest file, then earliest date taken). Nothing is deleted or moved: --link-dir gives a
     folder of symlinks to review the groups in any image viewer.
     """
-    from .. import find_duplicates, open_index
+    from clipsearch import find_duplicates, open_index
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from . import main
-from .options import index_option, index_root, json_option
+from clipsearch.cli.group import main
+from clipsearch.cli.options import index_option, index_root, json_option
 
 
 @main.command()
@@ -21,8 +21,8 @@ def remove(paths, index_dir, as_json):
 
     The files themselves are not touched; `clipsearch index` on a folder above them adds them back.
     """
-    from .. import open_index
-    from ..ingest import remove_paths
+    from clipsearch import open_index
+    from clipsearch.ingest.update import remove_paths
 
     idx = open_index(index_root(index_dir), writable=True)
     n = remove_paths(idx, [os.fspath(p) for p in paths])
@@ -34,7 +34,7 @@ def remove(paths, index_dir, as_json):
 
 def print_failures(idx, as_json: bool) -> None:
     """The files that could not be indexed: "path: reason", or JSON with their size and mtime."""
-    from ..files import display_path
+    from clipsearch.media.files import display_path
 
     failures = sorted(idx.failures.all(), key=lambda f: f.path)
     if as_json:
@@ -48,8 +48,8 @@ def print_failures(idx, as_json: bool) -> None:
 
 def print_skipped(idx, as_json: bool) -> None:
     """The files found that are not images: "type  path" lines, or JSON, and the count by type."""
-    from ..files import display_path
-    from ..skipped import count_types
+    from clipsearch.media.files import display_path
+    from clipsearch.store.skipped import count_types
 
     skipped = idx.skipped.all()
     if as_json:

@@ -7,9 +7,9 @@ from dataclasses import asdict
 
 import click
 
-from ..files import display_path
-from ..photometa import PhotoMeta
-from ..video import timestamp
+from clipsearch.media.files import display_path
+from clipsearch.media.photometa import PhotoMeta
+from clipsearch.media.video import timestamp
 
 QUERY_GRAMMAR = """\b
 Query algebra: TERMS are texts and images joined by + and - (each a word of its own), each

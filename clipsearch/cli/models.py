@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..config import DEFAULT_PRESET, PRESETS, default_models_dir, resolve_model
-from . import main
-from .options import pretrained_option
+from clipsearch.config import DEFAULT_PRESET, PRESETS, default_models_dir, resolve_model
+from clipsearch.cli.group import main
+from clipsearch.cli.options import pretrained_option
 
 @main.group(invoke_without_command=True)
 @click.pass_context
@@ -16,7 +16,7 @@ def models(ctx):
     """List the named model presets and imported models; export and import models."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..bundle import imported_models
+    from clipsearch.models.bundle import imported_models
 
     for name, (arch, weights) in PRESETS.items():
         click.echo(f"{name:14s} {arch} / {weights}{'  (default)' if name == DEFAULT_PRESET else ''}")
@@ -34,7 +34,7 @@ def export(name, file, pretrained):
     Run it where the model can be downloaded; take FILE to the offline machine and run
     `clipsearch models import FILE` there.
     """
-    from ..bundle import export_model
+    from clipsearch.models.bundle import export_model
 
     arch, weights = resolve_model(name, pretrained)
     done = export_model(arch, weights, file)
@@ -48,7 +48,7 @@ def import_(file):
 
     It goes into $CLIPSEARCH_MODELS, else a per-user data directory, where --model finds it.
     """
-    from ..bundle import import_model
+    from clipsearch.models.bundle import import_model
 
     done = import_model(file, default_models_dir())
     preset = next((n for n, spec in PRESETS.items() if spec == (done.model, done.pretrained)), None)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..config import INDEX_ENV, PRESETS, Settings, default_index_dir, resolve_model
+from clipsearch.config import INDEX_ENV, PRESETS, Settings, default_index_dir, resolve_model
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -35,8 +35,8 @@ def model_loader(root: Path, model: str | None, pretrained: str | None, settings
     """`load_model`'s choice as a picklable `() -> Encoder`, for processes that load their own copy."""
     import functools
 
-    from .. import load_encoder, open_index
-    from ..manifest import FILENAME
+    from clipsearch import load_encoder, open_index
+    from clipsearch.store.manifest import FILENAME
 
     if model is None and pretrained is None and (root / FILENAME).exists():
         identity = open_index(root).identity
@@ -68,7 +68,7 @@ def filter_options(fn):
 
 def filter_from(after, before, camera, place, near, folders, kind, min_size):
     """The Filter the filter options ask for (falsy when none is given)."""
-    from ..filters import make_filter
+    from clipsearch.store.filters import make_filter
 
     return make_filter(after=after, before=before, camera=camera, place=place, near=near,
                        folders=[str(f) for f in folders], kind=kind, min_size=min_size)

@@ -6,9 +6,9 @@ import json
 
 import click
 
-from ..config import Settings, resolve_model
-from . import main
-from .options import device_option, index_option, index_root, json_option, model_option, pretrained_option
+from clipsearch.config import Settings, resolve_model
+from clipsearch.cli.group import main
+from clipsearch.cli.options import device_option, index_option, index_root, json_option, model_option, pretrained_option
 
 
 @main.command()
@@ -31,9 +31,9 @@ def reindex(model, pretrained, index_dir, device, keep, abort, batch_size, worke
     indexed meanwhile get both embeddings. Interrupt it any time: running it again goes on where it
     stopped. The switch is atomic, once everything is re-encoded.
     """
-    from .. import load_encoder, open_index
-    from .. import indexer
-    from ..vectorsets import abort as abort_reindex
+    from clipsearch import load_encoder, open_index
+    from clipsearch import indexer
+    from clipsearch.ingest.reindex import abort as abort_reindex
 
     idx = open_index(index_root(index_dir), writable=True)
     if abort:

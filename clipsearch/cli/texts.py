@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from ..config import Settings
-from ..errors import InputError
-from ..files import display_path
-from . import main
-from .options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
+from clipsearch.config import Settings
+from clipsearch.errors import InputError
+from clipsearch.media.files import display_path
+from clipsearch.cli.group import main
+from clipsearch.cli.options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
                       load_model, model_option, pretrained_option)
 
 
@@ -32,7 +32,7 @@ def index_texts(file, name, column, prune, index_dir, model, pretrained, device,
     """Add the texts of FILE (.txt: one a line; .csv/.tsv: a column; .jsonl: a field) to a named
     collection in the index, for `clipsearch query --image IMG --texts NAME`. Re-running encodes
     only texts not in the collection yet."""
-    from .. import add_texts, check_name, create_index, read_texts
+    from clipsearch import add_texts, check_name, create_index, read_texts
 
     texts = read_texts(file, column)
     name = check_name(name if name is not None else _name_from(file))
@@ -52,7 +52,7 @@ def index_texts(file, name, column, prune, index_dir, model, pretrained, device,
 @json_option
 def list_texts(index_dir, as_json):
     """List the text collections of the index and their sizes."""
-    from .. import collection_names, open_index, open_texts
+    from clipsearch import collection_names, open_index, open_texts
 
     idx = open_index(index_root(index_dir))
     sizes = {n: len(open_texts(idx, n)) for n in collection_names(idx)}
@@ -84,7 +84,7 @@ def classify(paths, labels, labels_file, templates_file, indexed, top, as_csv, w
              place, near, folders, kind, min_size, index_dir, model, pretrained, device, as_json):
     """Zero-shot classify the images in PATHS (files or folders), or --indexed: per image each label's
     probability (softmax over the labels, prompts ensembled over templates)."""
-    from .. import CLASSIFY_TEMPLATES, Classifier, read_texts
+    from clipsearch import CLASSIFY_TEMPLATES, Classifier, read_texts
 
     if bool(paths) == indexed:
         raise click.UsageError("give image files or folders to classify, or --indexed (one of them)")
@@ -107,7 +107,7 @@ def classify(paths, labels, labels_file, templates_file, indexed, top, as_csv, w
 
 
 def _indexed(root: Path, encoder, classifier, where) -> list:
-    from .. import classify_index, open_index
+    from clipsearch import classify_index, open_index
 
     idx = open_index(root)
     idx.check_model(encoder.identity)
@@ -116,9 +116,9 @@ def _indexed(root: Path, encoder, classifier, where) -> list:
 
 def _files(paths, encoder, classifier, settings: Settings) -> list:
     """Predictions for the image files under `paths`, decoded in worker processes as `index` does."""
-    from .. import classify_files
-    from ..files import scan
-    from ..pool import decoding_map, default_workers
+    from clipsearch import classify_files
+    from clipsearch.media.files import scan
+    from clipsearch.ingest.pool import decoding_map, default_workers
 
     found = scan(paths)
     if not found.paths:
@@ -129,7 +129,7 @@ def _files(paths, encoder, classifier, settings: Settings) -> list:
 
 
 def _print_predictions(results: list, labels: list[str], top: int, as_json: bool, as_csv: bool) -> None:
-    from .. import Prediction
+    from clipsearch import Prediction
 
     done = [r for r in results if isinstance(r, Prediction)]
     failed = [r for r in results if not isinstance(r, Prediction)]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from ..config import Settings
-from . import main
-from .options import index_option, index_root
+from clipsearch.config import Settings
+from clipsearch.cli.group import main
+from clipsearch.cli.options import index_option, index_root
 
 _DEFAULTS = Settings()
 
@@ -41,8 +41,8 @@ def streamlit_command(script: Path, root: Path, address: str, port: int, browser
 @click.option("--no-browser", is_flag=True, help="Don't open a browser tab.")
 def ui(index_dir, port, address, no_browser):
     """Search the index in a web page (Streamlit), served on this machine only by default."""
-    from .. import manifest
-    from .. import app
+    from clipsearch.store import manifest
+    from clipsearch import app
 
     root = index_root(index_dir)
     manifest.read(root)  # no index there: say so now, not in the browser

@@ -1,0 +1,404 @@
+"""Nearest-neighbour index over L2-normalised vectors: FAISS Flat or IVF-PQ, inner product.
+
+Numbers behind the defaults are in bench/results/ann.md (bench/ann_bench.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clipsearch.ann import file as annfile
+from clipsearch.errors import IndexDirError, InputError
+from clipsearch.ann.refine import Refine
+from clipsearch.ann.refine import search as refine_search
+
+#: Exact (Flat) search up to this many vectors: at 50k x 512-d it takes ~13 ms on one thread and
+#: 100 MB, needs no training and is never stale; IVF-PQ there would reach recall@10 0.956 only.
+FLAT_MAX = 50_000
+#: Fewest vectors IVF-PQ can train on (faiss wants 39 points per centroid, PQ has 256 centroids).
+MIN_TRAIN = 39 * 256
+#: Candidates fetched for exact re-rank: RERANK_FACTOR * k. PQ alone gives recall@10 0.5-0.7;
+#: re-ranking 10x brings it to 0.96-0.98 (4x: 0.88-0.96, 20x: +0.01 at most) for <0.5 ms.
+RERANK_FACTOR = 10
+#: Default probes: nlist / NPROBE_DIV, at least NPROBE_MIN. 64 gives recall@10 0.956 / 0.970 / 0.976
+#: (with re-rank) at 50k / 100k / 1M; 32 drops 100k to 0.952.
+NPROBE_DIV = 32
+NPROBE_MIN = 64
+#: ... and enough lists to visit about this many vectors: with the exact re-rank from memory
+#: (refine.py) recall is bound by the lists visited. 100k (1024 lists): 64 probes give 0.979,
+#: 128 give 0.989 at 1.6 ms; 1M (2048): 64 give 0.985, 128 only 0.987 for 1.6x the time
+#: (bench/results/search.md).
+NPROBE_VISIT = 12_000
+#: Training sample per coarse centroid (autofaiss and faiss use 30-256; k-means cost grows with it).
+TRAIN_PER_CENTROID = 40
+#: Residuals per PQ centroid the sub-quantizers train on (faiss default 256: 4x slower, no better
+#: after re-rank).
+PQ_TRAIN_PER_CENTROID = 64
+#: From this nlist on, the coarse quantizer is an HNSW graph: a flat scan of the centroids would
+#: cost more than the lists it selects.
+HNSW_NLIST = 16384
+#: Query batches at least this big are searched on the GPU when there is one.
+GPU_MIN_BATCH = 256
+
+
+
+@dataclass(frozen=True)
+class AnnSpec:
+    """What index to build: "flat" (exact) or "ivfpq" with its sizes."""
+
+    kind: str
+    dim: int
+    nlist: int = 0
+    m: int = 0
+    nbits: int = 8
+    train_size: int = 0
+    nprobe: int = 0
+    refine: bool = True  # IVF-PQ: keep the exact vectors in memory for the re-rank (refine.py)
+
+    def __post_init__(self):
+        ok = self.kind == "flat" or (
+            self.kind == "ivfpq" and self.nlist > 0 and self.m > 0 and self.dim % self.m == 0
+        )
+        if not ok or self.dim < 1:
+            raise InputError(f"invalid ANN spec {self}; build one with choose_spec(n, dim)")
+
+    def factory(self) -> str:
+        """The faiss index_factory string."""
+        if self.kind == "flat":
+            return "IDMap2,Flat"
+        hnsw = "_HNSW32" if self.nlist >= HNSW_NLIST else ""
+        pq = f"PQ{self.m}" if self.nbits == 8 else f"PQ{self.m}x{self.nbits}"
+        return f"IVF{self.nlist}{hnsw},{pq}"
+
+    def describe(self) -> str:
+        """Human-readable, e.g. "IVF4096,PQ64 (nprobe 64)" or "Flat (exact)"."""
+        if self.kind == "flat":
+            return "Flat (exact)"
+        return f"{self.factory()} (nprobe {self.nprobe})"
+
+    def code_bytes(self) -> int:
+        """Bytes of one vector's code, ids excluded."""
+        return 4 * self.dim if self.kind == "flat" else math.ceil(self.m * self.nbits / 8)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AnnSpec:
+        return cls(**{f: d[f] for f in cls.__dataclass_fields__ if f in d})
+
+
+def _pow2_floor(x: float) -> int:
+    return 2 ** int(math.log2(max(x, 1.0)))
+
+
+def estimate_bytes(spec: AnnSpec, n: int) -> int:
+    """Bytes in memory and on disk of `spec` holding n vectors (codes, ids, centroids)."""
+    size = n * (spec.code_bytes() + 8)
+    if spec.kind == "ivfpq" and spec.refine:  # + the exact vectors of the refine stage, with their ids
+        size += n * (4 * spec.dim + 16)
+        size += 4 * spec.nlist * spec.dim + 4 * spec.dim * (1 << spec.nbits)
+        size += 2 * 32 * 4 * spec.nlist if spec.nlist >= HNSW_NLIST else 0
+    return size
+
+
+def choose_spec(n: int, dim: int, memory_budget: int | None = None) -> AnnSpec:
+    """The index for n vectors of `dim`: exact Flat while small, IVF-PQ sized from n like autofaiss.
+
+    nlist is the power of two at or below 4*sqrt(n): 2048 at 1M reaches recall@10 0.976 (4096:
+    0.982) for a quarter of the k-means time and half the add time (bench/results/ann.md). PQ codes
+    are dim/8 bytes (64 for 512-d), lowered while the index would exceed `memory_budget` bytes.
+    Raises InputError when nothing fits.
+    """
+    flat = AnnSpec("flat", dim)
+    if n <= FLAT_MAX and (memory_budget is None or estimate_bytes(flat, n) <= memory_budget):
+        return flat
+    if n < MIN_TRAIN:
+        smallest = flat
+    else:
+        nlist = min(_pow2_floor(4 * math.sqrt(n)), _pow2_floor(n / 39), 65536)
+        train = min(n, max(TRAIN_PER_CENTROID * nlist, MIN_TRAIN))
+        visit = 2 ** math.ceil(math.log2(max(1.0, NPROBE_VISIT * nlist / n)))
+        nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_DIV, visit))
+        ms = [m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0]
+        # The exact vectors first (a fast, exact re-rank), then ever smaller codes without them.
+        for refine, m in [(True, ms[0])] + [(False, m) for m in ms]:
+            smallest = AnnSpec("ivfpq", dim, nlist, m, 8, train, nprobe, refine)
+            if memory_budget is None or estimate_bytes(smallest, n) <= memory_budget:
+                return smallest
+    raise InputError(
+        f"an ANN index of {n} vectors of dim {dim} needs at least "
+        f"{estimate_bytes(smallest, n)} bytes, over the budget of {memory_budget}; raise it"
+    )
+
+
+def rerank(
+    xq: np.ndarray, cand_ids: np.ndarray, lookup: Callable[[np.ndarray], np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k among candidates: xq (nq, d) float32, cand_ids (nq, k') int64, -1 padding;
+    lookup(sorted unique ids) -> (len(ids), d) float32 vectors. -> D, I (nq, k), -1/-inf pad."""
+    xq = np.ascontiguousarray(xq, dtype=np.float32)
+    cand_ids = np.asarray(cand_ids, dtype=np.int64)
+    nq, kc = cand_ids.shape
+    pos = np.flatnonzero(cand_ids >= 0)
+    uniq, inv = np.unique(cand_ids.ravel()[pos], return_inverse=True)
+    xc = np.asarray(lookup(uniq), dtype=np.float32)
+    if xc.shape != (len(uniq), xq.shape[1]):
+        raise InputError(f"lookup returned shape {xc.shape}, expected {(len(uniq), xq.shape[1])}")
+    S = np.full(nq * kc, -np.inf, dtype=np.float32)
+    for s in range(0, len(pos), 65536):  # bounds the gathered (chunk, d) temporary
+        p = pos[s : s + 65536]
+        S[p] = np.einsum("ij,ij->i", xc[inv[s : s + 65536]], xq[p // kc])
+    S = S.reshape(nq, kc)
+    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    D = np.full((nq, k), -np.inf, dtype=np.float32)
+    I = np.full((nq, k), -1, dtype=np.int64)
+    D[:, : order.shape[1]] = np.take_along_axis(S, order, axis=1)
+    I[:, : order.shape[1]] = np.take_along_axis(cand_ids, order, axis=1)
+    I[np.isneginf(D)] = -1
+    return D, I
+
+
+def _matrix(x: np.ndarray, dim: int, name: str) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise InputError(f"{name} must have shape (n, {dim}), got {x.shape}")
+    return x
+
+
+def _ids(ids: np.ndarray, n: int) -> np.ndarray:
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if ids.shape != (n,):
+        raise InputError(f"ids must have shape ({n},), got {ids.shape}")
+    return ids
+
+
+def _gpu_flat(faiss, dim: int):
+    return faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
+
+
+def _train(index, spec: AnnSpec, xb: np.ndarray) -> int:
+    """Train IVF-PQ on a seeded sample of xb; k-means runs on the GPU when there is one."""
+    import faiss
+
+    if len(xb) < max(spec.nlist, 1 << spec.nbits):
+        raise InputError(
+            f"{len(xb)} vectors are too few to train {spec.describe()}; use choose_spec(n, dim)"
+        )
+    rng = np.random.default_rng(0)
+    n = min(spec.train_size or len(xb), len(xb))
+    xt = xb if n == len(xb) else xb[np.sort(rng.choice(len(xb), n, replace=False))]
+    ivf = faiss.extract_index_ivf(index)
+    index.pq.cp.max_points_per_centroid = PQ_TRAIN_PER_CENTROID
+    index.do_polysemous_training = False  # the factory's default; minutes of annealing we never use
+    gpu = _gpu_flat(faiss, spec.dim) if faiss.get_num_gpus() > 0 else None
+    ivf.clustering_index = gpu
+    try:
+        index.train(xt)
+    finally:
+        ivf.clustering_index = None  # the GPU index is freed with `gpu`
+    return n
+
+
+def _add(index, xb: np.ndarray, ids: np.ndarray) -> None:
+    """Add with ids; the coarse assignment (the costly part) runs on the GPU or in numpy."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    gpu = faiss.get_num_gpus() > 0
+    hnsw = ivf is not None and isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW)
+    if ivf is None or len(xb) == 0 or (hnsw and not gpu):
+        index.add_with_ids(xb, ids)
+        return
+    C = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    if gpu:
+        q = _gpu_flat(faiss, ivf.d)
+        q.add(C)
+        assign = q.search(xb, 1)[1].ravel()
+    else:  # numpy's BLAS: 3x faster than the flat search of the faiss wheel (bench, 2 cores)
+        bs = max(1024, 2**25 // ivf.nlist)
+        assign = np.concatenate([(xb[s : s + bs] @ C.T).argmax(1) for s in range(0, len(xb), bs)])
+    assign = np.ascontiguousarray(assign, dtype=np.int64)
+    ivf.add_core(len(xb), faiss.swig_ptr(xb), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+
+
+def _bitmap_selector(ids: np.ndarray):
+    """(faiss IDSelectorBitmap, its bitmap) over non-negative int64 ids; keep the bitmap alive."""
+    import faiss
+
+    ids = np.asarray(ids, np.int64)
+    ids = ids[ids >= 0]
+    bits = np.zeros(int(ids.max()) + 1 if len(ids) else 1, bool)
+    bits[ids] = True
+    bitmap = np.packbits(bits, bitorder="little")
+    return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)), bitmap
+
+
+class AnnIndex:
+    """A FAISS index keyed by the caller's int64 ids; search returns D (nq, k), I (nq, k)."""
+
+    def __init__(self, index, spec: AnnSpec, trained_on: int = 0, generation: int | None = None,
+                 refine=None):
+        self._index = index
+        self.refine = refine  # IVF-PQ: the exact vectors (refine.Refine), None in files of before it
+        self.spec = spec
+        self.trained_on = trained_on
+        self.generation = generation  # the table version it was saved for (None: not recorded)
+        self._gpu = None  # GPU copy for large query batches, dropped on every change
+
+    @classmethod
+    def build(cls, xb: np.ndarray, ids: np.ndarray, spec: AnnSpec | None = None) -> AnnIndex:
+        """Index xb (N, D) float32 under ids (N,) int64; spec defaults to choose_spec(N, D)."""
+        import faiss
+
+        xb = np.ascontiguousarray(xb, dtype=np.float32)
+        if xb.ndim != 2:
+            raise InputError(f"xb must have shape (n, dim), got {xb.shape}")
+        spec = spec or choose_spec(len(xb), xb.shape[1])
+        xb, ids = _matrix(xb, spec.dim, "xb"), _ids(ids, len(xb))
+        index = faiss.index_factory(spec.dim, spec.factory(), faiss.METRIC_INNER_PRODUCT)
+        trained_on = _train(index, spec, xb) if spec.kind == "ivfpq" else 0
+        _add(index, xb, ids)
+        refine = Refine.build(xb, ids) if spec.kind == "ivfpq" and spec.refine else None
+        return cls(index, spec, trained_on, refine=refine)
+
+    def add(self, xb: np.ndarray, ids: np.ndarray) -> None:
+        """Add xb (n, D) under ids (n,) with the trained quantizers, no retraining."""
+        xb = _matrix(xb, self.spec.dim, "xb")
+        _add(self._index, xb, _ids(ids, len(xb)))
+        if self.refine is not None:
+            self.refine.add(xb, ids)
+        self._gpu = None
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove these ids (unknown ones are ignored); returns how many were removed."""
+        self._gpu = None
+        if self.refine is not None:
+            self.refine.remove(ids)
+        return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64).ravel()))
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray | None:
+        """(len(ids), D) float32 exact vectors (zeros for unknown ids) if this index stores them
+        (Flat), else None."""
+        if self.spec.kind != "flat":
+            return None if self.refine is None else self.refine.vectors_of(ids)
+        out = np.zeros((len(ids), self.spec.dim), np.float32)
+        for n, i in enumerate(np.asarray(ids, np.int64)):
+            try:
+                out[n] = self._index.reconstruct(int(i))
+            except RuntimeError:  # not in the index
+                pass
+        return out
+
+    def search_exact(self, xq: np.ndarray, k: int, nprobe: int | None = None, depth: int | None = None,
+                     lookup: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by exact inner product: Flat searches exactly; IVF-PQ re-ranks at least `depth`
+        candidates (default RERANK_FACTOR·k) with exact vectors, deeper where near-ties need it
+        (refine.search). `lookup(ids)` gives exact vectors when this index holds none."""
+        if self.spec.kind == "flat" or (depth is not None and depth <= k):  # rerank 1: codes only
+            return self.search(xq, k, nprobe)
+        lookup = self.refine.vectors_of if self.refine is not None else lookup
+        return refine_search(lambda x, d: self.search(x, d, nprobe), lookup, _matrix(xq, self.spec.dim, "xq"),
+                             k, depth or RERANK_FACTOR * k, len(self))
+
+    def needs_rebuild(self, n_now: int) -> bool:
+        """True when a collection of n_now vectors deserves another index (kind or ~4x nlist)."""
+        want = choose_spec(n_now, self.spec.dim)
+        if self.spec.kind == "flat":
+            return want.kind != "flat"
+        if want.kind == "flat":
+            return n_now <= FLAT_MAX // 2  # hysteresis: don't flip-flop around FLAT_MAX
+        return want.nlist >= 4 * self.spec.nlist
+
+    def search(
+        self, xq: np.ndarray, k: int, nprobe: int | None = None, subset: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: xq (nq, D) -> D (nq, k) float32, I (nq, k) int64; -1/-inf pad.
+
+        `subset` (int64 ids): only these may be returned (see selection.py for choosing nprobe).
+        """
+        xq = _matrix(xq, self.spec.dim, "xq")
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        nprobe = min(max(1, nprobe or self.spec.nprobe or 1), max(1, self.spec.nlist))
+        use_gpu = len(xq) >= GPU_MIN_BATCH and subset is None
+        D, I = self._search_gpu(xq, k, nprobe) if use_gpu else (None, None)
+        if D is None:
+            sel = None if subset is None else _bitmap_selector(subset)
+            D, I = self._index.search(xq, k, params=self._params(nprobe, sel and sel[0]))
+        D[I < 0] = -np.inf
+        return D, I
+
+    def _params(self, nprobe: int, sel=None):
+        import faiss
+
+        if self.spec.kind == "flat":
+            return None if sel is None else faiss.SearchParameters(sel=sel)
+        quantizer = faiss.downcast_index(faiss.extract_index_ivf(self._index).quantizer)
+        extra = {} if sel is None else {"sel": sel}
+        if isinstance(quantizer, faiss.IndexHNSW):  # its beam must be at least nprobe wide
+            hnsw = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
+            return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw, **extra)
+        return faiss.SearchParametersIVF(nprobe=nprobe, **extra)
+
+    def _search_gpu(self, xq: np.ndarray, k: int, nprobe: int):
+        """(D, I) from a cached GPU copy, or (None, None) to search on the CPU."""
+        import faiss
+
+        if faiss.get_num_gpus() == 0 or k > 2048 or nprobe > 2048 or self._gpu is False:
+            return None, None
+        try:
+            if self._gpu is None:
+                self._gpu = faiss.index_cpu_to_all_gpus(self._index)
+            if self.spec.kind == "ivfpq":
+                faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", nprobe)
+            return self._gpu.search(xq, k)
+        except RuntimeError:  # layout the GPU kernels don't support: stay on the CPU
+            self._gpu = False
+            return None, None
+
+    def centroids(self) -> np.ndarray | None:
+        """(nlist, D) float32 centroids of the IVF lists; None for an exact (Flat) index."""
+        import faiss
+
+        ivf = faiss.try_extract_index_ivf(self._index)
+        return None if ivf is None else ivf.quantizer.reconstruct_n(0, ivf.nlist)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def save(self, path: str | os.PathLike, generation: int | None = None) -> None:
+        """Write atomically (see `annfile.write`): a crash leaves the old file or the new one.
+        `generation`: the version of the table the vectors came from, kept in the file."""
+        import faiss
+
+        self.generation = generation
+        blob = faiss.serialize_index(self._index)
+        extra = self.refine.serialize() if self.refine is not None else blob[:0]
+        annfile.write(Path(path), np.concatenate([blob, extra]),
+                      {"spec": self.spec.to_dict(), "trained_on": self.trained_on, "generation": generation,
+                       "refine_nbytes": int(extra.nbytes)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> AnnIndex:
+        """Read an index written by save(); IndexDirError if it is missing or corrupt."""
+        import faiss
+
+        path = Path(path)
+        head, blob = annfile.read(path)
+        try:
+            spec = AnnSpec.from_dict(head["spec"])
+            cut = len(blob) - int(head.get("refine_nbytes", 0))
+            index = faiss.deserialize_index(blob[:cut])
+            refine = Refine.deserialize(blob[cut:]) if cut < len(blob) else None
+        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+            raise IndexDirError(f"ANN index {path} is corrupt ({e}); delete it and rebuild") from e
+        if index.d != spec.dim:
+            raise IndexDirError(f"ANN index {path} is inconsistent (dim); delete it and rebuild")
+        return cls(index, spec, int(head["trained_on"]), head.get("generation"), refine)
