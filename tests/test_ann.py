@@ -223,6 +223,24 @@ def test_outgrown():
     assert outgrown(ivf, annspec.FLAT_MAX // 4) and not outgrown(ivf, annspec.FLAT_MAX - 1)
 
 
+@pytest.mark.parametrize("nq", [1, 7])
+def test_rerank_of_every_vector_is_brute_force(data, nq):
+    """The one exact re-rank, handed every vector as a candidate (shuffled, -1 padded): its top k are
+    numpy's exact top k, the same ids in the same order, and S holds every candidate's exact score."""
+    xb, ids, xq = data
+    xb, ids = xb[:3000], ids[:3000]
+    rng = np.random.default_rng(5)
+    C = np.stack([np.concatenate([rng.permutation(ids), np.full(7, -1)]) for _ in range(nq)])
+    rng.shuffle(C, axis=1)
+    D, I, S = rerank(xq[:nq], C, lookup_for(xb, ids), 25)
+    D0, I0 = brute_force(xq[:nq], xb, ids, 25)
+    np.testing.assert_array_equal(I, I0)
+    np.testing.assert_allclose(D, D0, rtol=0, atol=1e-6)
+    row = {int(i): r for r, i in enumerate(ids)}
+    exact = np.array([[xb[row[int(c)]] @ q if c >= 0 else -np.inf for c in cs] for q, cs in zip(xq[:nq], C)])
+    np.testing.assert_allclose(S, exact, rtol=0, atol=1e-6)
+
+
 def test_rerank_pads_and_skips_missing():
     xb = mixture(50, d=16)
     cand = np.array([[3, -1, 7, 1], [-1, -1, -1, -1]], dtype=np.int64)
