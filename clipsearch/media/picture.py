@@ -7,7 +7,7 @@ used as a query reproduces the vector stored for it.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -37,9 +37,9 @@ def load_picture(path: str | os.PathLike, *, max_pixels: int, size: int, time_s:
 
 
 def frames_of(path: str, prepare: Callable[[Image.Image], np.ndarray], *, max_pixels: int, size: int,
-              video: VideoSampling = VideoSampling()) -> list[Frame]:
+              video: VideoSampling) -> list[Frame]:
     """The file's pictures, each passed through `prepare` (to model-ready pixels): one for a photo
-    or a RAW, a video's sampled frames. ImageError if there is none."""
+    or a RAW, a video's frames sampled as `video` says. ImageError if there is none."""
     kind = file_kind(path)
     if kind == VIDEO:
         return sample_video(path, prepare, max_pixels=max_pixels, sampling=video,
