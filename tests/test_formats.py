@@ -8,12 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from support import formats
 from support import shapes
-from clipsearch.cli import main
+from support.clirun import Cli
 from clipsearch.errors import ImageError
 from clipsearch.media.files import scan
 from clipsearch.media.image import load_image
@@ -91,13 +90,7 @@ def test_scan_decodes_nothing_to_judge_files(tmp_path, monkeypatch):
 
 @pytest.fixture
 def cli(tiny_model, tmp_path):
-    def run(*args):
-        extra = ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights), "--workers", "1",
-                 "--quiet"] if args[0] == "index" else []
-        result = CliRunner().invoke(main, [*map(str, args), "--index", str(tmp_path / "idx"), *extra])
-        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
-        return result
-    return run
+    return Cli(tiny_model, tmp_path / "idx", ["--workers", "1", "--quiet"], ok=True)
 
 
 def test_summary_counts_skipped_files_by_type_and_info_lists_them(cli, shapes_dir, tmp_path):

@@ -7,14 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from support import shapes
 from support.clips import write_video
 from clipsearch import Decoded, Failure, Matcher, Request, Term, add_paths, create_index, decode_file, load_encoder
 from clipsearch.search.algebra import IMAGE
 from clipsearch.ingest.changes import find_changes
-from clipsearch.cli import main
+from support.clirun import Cli
 from clipsearch.config import VideoSampling
 from clipsearch.media.files import Scan
 from clipsearch.store.records import Row
@@ -56,8 +55,7 @@ def test_sampling_takes_periodic_frames_and_the_cut(tmp_path):
 
 
 def test_blue_star_query_lands_on_the_video_near_3_s(tiny_model, photos, tmp_path):
-    model = ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights)]
-    run = lambda *a: CliRunner().invoke(main, [*map(str, a), "--index", str(tmp_path / "idx"), *model])  # noqa: E731
+    run = Cli(tiny_model, tmp_path / "idx", ok=True)
     out = run("index", photos, "--workers", "1", "--quiet", "--json")
     summary = json.loads(out.output)
     assert summary["new"] == len(OTHERS) + 1 and summary["videos"] == 1 and summary["frames"] >= 2
