@@ -50,7 +50,7 @@ DECODE_BATCH = 32
 
 @dataclass(frozen=True)
 class Cluster:
-    """Where and how wide to run: `address` None means $RAY_ADDRESS, else a local cluster for the run."""
+    """Where and how wide to run: `address` None means $RAY_ADDRESS, else a local cluster for this run."""
 
     address: str | None = None
     encoders: int = 0  # encode actors; 0: one per GPU, else one
@@ -69,8 +69,7 @@ def run(index: Index, encoder: Encoder, make_encoder: Callable[[], Encoder], roo
     if started:
         with warnings.catch_warnings():  # Ray starts its processes with fork+exec: nothing of lancedb's runs
             warnings.filterwarnings("ignore", message="lancedb fork support")
-            ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR",
-                     **_local_only(cluster.address))
+            ray.init(log_to_driver=False, logging_level="ERROR", **_init_options(cluster.address))
     try:
         encode = functools.partial(_encode, encoder=encoder, make_encoder=make_encoder, settings=settings,
                                    cluster=cluster, on_progress=on_progress)
@@ -80,12 +79,14 @@ def run(index: Index, encoder: Encoder, make_encoder: Callable[[], Encoder], roo
             ray.shutdown()
 
 
-def _local_only(address: str | None) -> dict:
-    """Options for a cluster started for this run only (a dashboard costs seconds and a core)."""
+def _init_options(address: str | None) -> dict:
+    """ray.init's address and options: `address`, else $RAY_ADDRESS, else a cluster started for this
+    run only. "local" and not None: given None, Ray joins the last cluster started on this machine,
+    whoever's it is (/tmp/ray/ray_current_cluster); and a dashboard costs seconds and a core."""
     if address or os.environ.get("RAY_ADDRESS"):
-        return {}
+        return {"address": address or os.environ["RAY_ADDRESS"]}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    return {"include_dashboard": False}
+    return {"address": "local", "include_dashboard": False}
 
 
 def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoint, *, encoder: Encoder,

@@ -192,6 +192,17 @@ def test_stage_tables_carry_rows_exactly_as_arrow_and_tensors():
     assert got[1].failures == [bad] and got[1].ids == {20, 21, 30} and got[1].frames == {"/p/v.mp4": 2, "/p/bad.png": 1}
 
 
+def test_without_an_address_a_run_starts_its_own_cluster(monkeypatch):
+    """Not the last cluster started on this machine (Ray's choice for address None): someone else's."""
+    from clipsearch.indexer.ray_pipeline import _init_options
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert _init_options(None)["address"] == "local"
+    assert _init_options("10.0.0.1:6379")["address"] == "10.0.0.1:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
+    assert _init_options(None)["address"] == "10.0.0.2:6379"
+
+
 def _killed_run(tiny_model, photos: Path, index_dir: Path, address: str, failpoint: str | None):
     env = os.environ | {"PYTHONPATH": str(ROOT), FAILPOINT_ENV: failpoint or ""}
     proc = subprocess.run(
