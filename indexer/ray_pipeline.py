@@ -108,7 +108,7 @@ class _Chunk:
     taken: set[int] = field(default_factory=set)  # ids back from the pipeline: of rows, of failed files
     frames: dict[str, int] = field(default_factory=dict)  # files back (some of their rows): path -> rows in all
     rows: list[Row] = field(default_factory=list)  # their rows (no vectors: those are in the fragments)
-    fragments: list[str] = field(default_factory=list)  # written by the write tasks, not yet committed
+    fragments: list[str] = field(default_factory=list)  # FragmentMetadata JSON: written, not yet committed
     failures: list[Failure] = field(default_factory=list)
     committed: bool = False
 
@@ -190,8 +190,7 @@ def _commit(index: Index, chunk: _Chunk, work: Changes, summary: Summary, checkp
     """A complete chunk's fragments in one commit, through the commit path `index` without Ray takes."""
     ids = np.array([r.id for r in chunk.rows], np.int64)
     add = functools.partial(index.images.add_fragments, lance_fragments(chunk.fragments), ids)
-    commit_group(index, add, chunk.rows,
-                 chunk.failures, work, summary, checkpoint)
+    commit_group(index, add, chunk.rows, chunk.failures, work, summary, checkpoint)
     chunk.committed = True
 
 
@@ -229,7 +228,8 @@ class _Embedder:
         ok = ~failed(batch)
         xb = np.zeros((batch.num_rows, self._encoder.dim), np.float32)
         if ok.any():
-            xb[ok] = self._encoder.encode_pixels(tensor(batch, PIXELS)[ok])
+            pixels = tensor(batch, PIXELS)
+            xb[ok] = self._encoder.encode_pixels(pixels if ok.all() else pixels[ok])
         return with_tensor(batch.drop_columns([PIXELS]), VECTOR, xb)
 
 

@@ -14,7 +14,7 @@ import functools
 import json
 import os
 from dataclasses import dataclass, fields
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
