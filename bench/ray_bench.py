@@ -4,6 +4,7 @@ Run by hand (not a test). On this machine (2 cores, no GPU):
 
     python bench/ray_bench.py index --n 300 --model ViT-B-32 --repeats 2 --out bench/results/ray-index.json
     python bench/ray_bench.py ann --n 1000000 --cache /tmp/b/cache --out bench/results/ray-ann.json
+    python bench/ray_bench.py stages --batch 32 --size 224 --out bench/results/ray-stages.json
 
 On one GPU (ViT-B-32 on ~1-3 MP JPEGs; the machine's cores decode):
 
@@ -17,6 +18,9 @@ ann: the same IVF-PQ spec (choose_spec(n)) built once in this process (AnnIndex.
 sharded on a local Ray cluster from a Lance table of the vectors (indexer/ray_ann.build: training
 sample read by the driver, one task per ~100k rows reading its own fragments, merge); build time
 and recall@10 with the default nprobe and 10x exact re-rank, against brute force.
+stages: one stage boundary of the --ray pipeline (a decode actor's batch of pictures to an encode
+actor's pixels) through a local Ray object store: the picture table with its pixel tensor column
+(indexer/ray_tables) against a pickled object per file, the format before it; median of 30.
 """
 
 from __future__ import annotations
@@ -123,6 +127,47 @@ def _lance_table(path: Path, ids: np.ndarray, xb: np.ndarray) -> str:
     return str(path)
 
 
+def bench_stages(a) -> dict:
+    import pickle
+
+    import ray
+
+    from clipsearch.indexer import ray_tables
+    from clipsearch.ingest.batch import Decoded
+    from clipsearch.media.photometa import PhotoMeta
+    from clipsearch.store.records import Row
+
+    rng = np.random.default_rng(0)
+    meta = PhotoMeta(taken_source="exif", lat=48.85, lon=2.35, kind="photo")
+    files = [(0, 64 * i, Decoded((Row(-1, f"/photos/photo_{i:05d}.jpg", 2_000_000, 1.5, 4000, 3000, "ab" * 16,
+                                      None, meta),), rng.integers(0, 255, (1, a.size, a.size, 3), np.uint8)))
+             for i in range(a.batch)]
+
+    def arrow() -> np.ndarray:
+        ref = ray.put(ray_tables.pictures(files, a.size))
+        return ray_tables.tensor(ray.get(ref), ray_tables.PIXELS)
+
+    def pickled() -> np.ndarray:
+        ref = ray.put(np.array([pickle.dumps(d) for _, _, d in files], dtype=object))
+        return np.concatenate([pickle.loads(b).pixels for b in ray.get(ref)])
+
+    out = {"batch": a.batch, "size": a.size}
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        for name, fn in (("arrow_tensor", arrow), ("pickled", pickled)):
+            fn()
+            times = []
+            for _ in range(30):
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+            out[name] = {"median_ms": round(statistics.median(times) * 1e3, 2), "min_ms": round(min(times) * 1e3, 2)}
+            log(f"{name}: {out[name]}")
+    finally:
+        ray.shutdown()
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -138,11 +183,14 @@ def main(argv=None) -> None:
     n.add_argument("--n", type=int, default=1_000_000)
     n.add_argument("--cpus", type=int, default=os.cpu_count())
     n.add_argument("--cache", default=None)
-    for s in (i, n):
+    st = sub.add_parser("stages")
+    st.add_argument("--batch", type=int, default=32)
+    st.add_argument("--size", type=int, default=224)
+    for s in (i, n, st):
         s.add_argument("--out", default=None)
     a = p.parse_args(argv)
     t0, load0 = time.time(), os.getloadavg()
-    result = bench_index(a) if a.what == "index" else bench_ann(a)
+    result = {"index": bench_index, "ann": bench_ann, "stages": bench_stages}[a.what](a)
     result |= {"cores": os.cpu_count(), "load_avg_before": load0, "load_avg_after": os.getloadavg(),
                "minutes": round((time.time() - t0) / 60, 1)}
     print(json.dumps(result, indent=2))

@@ -3,11 +3,14 @@
 The driver does what `clipsearch.add_paths` does (scan, plan the changes, relink, compact, ANN,
 roots) under the index's write lock; only the encoding of `Changes.todo` runs on Ray Data:
 
-    files (driver: chunk, id) -> decode actors (CPU; the guarded, time-limited pool of
-    clipsearch.ingest.pool around batch.decode_file) -> encode actors (one GPU each, else CPU;
-    batch.embed_decoded) -> write tasks (store.arrow_rows -> lance.fragment.write_fragments)
-    -> driver: once every file of a chunk is back, its fragments in one Lance commit
-       (ingest.commit_group: rows in, failures recorded, superseded rows out)
+    files (driver: chunk, first id, path) -> decode actors (CPU; the guarded, time-limited pool of
+    clipsearch.ingest.pool around batch.decode_file): a row per picture, pixels a tensor column ->
+    encode actors (one GPU each, else CPU): the vectors a tensor column -> write tasks (the rows
+    through ImageTable.arrow, as without Ray, into lance.fragment.write_fragments): a row per chunk,
+    its fragments as Lance's FragmentMetadata JSON -> driver: once every row of a chunk is back, its
+    fragments in one Lance commit (ingest.commit_group: rows in, failures recorded, superseded rows out)
+
+Every stage hands the next an Arrow table (ray_tables), so Ray moves them without pickling.
 
 Exactly once: ids are given out per chunk before any work starts; a chunk's rows become visible in
 one commit, so a driver killed anywhere leaves whole chunks, which the next run's plan sees as
@@ -22,16 +25,14 @@ import functools
 import logging
 import os
 import warnings
-import pickle
-from collections import defaultdict
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from clipsearch import Encoder, Index, Settings, Summary, add_paths
-from clipsearch.ingest.batch import Batch, Decoded, decode_file, embed_decoded
+from clipsearch.ingest.batch import Decoded, decode_file
 from clipsearch.ingest.changes import Changes
 from clipsearch.errors import IndexDirError
 from clipsearch.ingest.update import Checkpoint, commit_group
@@ -40,6 +41,8 @@ from clipsearch.store.tables import ImageTable
 from clipsearch.store.records import Failure, Row
 
 import clipsearch.indexer.ray_ann as ray_ann
+from clipsearch.indexer.ray_tables import (PIXELS, VECTOR, Written, by_chunk, failed, lance_fragments, pictures,
+                                           read_written, stored, tensor, with_tensor, written)
 
 #: Files per decode call: enough to amortise a Ray call, few enough to spread over the actors.
 DECODE_BATCH = 32
@@ -47,7 +50,7 @@ DECODE_BATCH = 32
 
 @dataclass(frozen=True)
 class Cluster:
-    """Where and how wide to run: `address` None means $RAY_ADDRESS, else a local cluster for the run."""
+    """Where and how wide to run: `address` None means $RAY_ADDRESS, else a local cluster for this run."""
 
     address: str | None = None
     encoders: int = 0  # encode actors; 0: one per GPU, else one
@@ -66,8 +69,7 @@ def run(index: Index, encoder: Encoder, make_encoder: Callable[[], Encoder], roo
     if started:
         with warnings.catch_warnings():  # Ray starts its processes with fork+exec: nothing of lancedb's runs
             warnings.filterwarnings("ignore", message="lancedb fork support")
-            ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR",
-                     **_local_only(cluster.address))
+            ray.init(log_to_driver=False, logging_level="ERROR", **_init_options(cluster.address))
     try:
         encode = functools.partial(_encode, encoder=encoder, make_encoder=make_encoder, settings=settings,
                                    cluster=cluster, on_progress=on_progress)
@@ -77,12 +79,14 @@ def run(index: Index, encoder: Encoder, make_encoder: Callable[[], Encoder], roo
             ray.shutdown()
 
 
-def _local_only(address: str | None) -> dict:
-    """Options for a cluster started for this run only (a dashboard costs seconds and a core)."""
+def _init_options(address: str | None) -> dict:
+    """ray.init's address and options: `address`, else $RAY_ADDRESS, else a cluster started for this
+    run only. "local" and not None: given None, Ray joins the last cluster started on this machine,
+    whoever's it is (/tmp/ray/ray_current_cluster); and a dashboard costs seconds and a core."""
     if address or os.environ.get("RAY_ADDRESS"):
-        return {}
+        return {"address": address or os.environ["RAY_ADDRESS"]}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    return {"include_dashboard": False}
+    return {"address": "local", "include_dashboard": False}
 
 
 def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoint, *, encoder: Encoder,
@@ -101,30 +105,32 @@ def _encode(index: Index, work: Changes, summary: Summary, checkpoint: Checkpoin
 class _Chunk:
     paths: list[str]
     ids: np.ndarray  # each file's first id; its rows (video frames) take the ids after it
-    files: set[str] = field(default_factory=set)  # files back from the pipeline
+    taken: set[int] = field(default_factory=set)  # ids back from the pipeline: of rows, of failed files
+    frames: dict[str, int] = field(default_factory=dict)  # files back (some of their rows): path -> rows in all
     rows: list[Row] = field(default_factory=list)  # their rows (no vectors: those are in the fragments)
-    fragments: list = field(default_factory=list)  # written by the write tasks, not yet committed
+    fragments: list[str] = field(default_factory=list)  # FragmentMetadata JSON: written, not yet committed
     failures: list[Failure] = field(default_factory=list)
     committed: bool = False
 
-    def take(self, rows: list[Row], fragments: list, failures: list[Failure]) -> bool:
+    def take(self, part: Written) -> bool:
         """Add one write task's output; False (and nothing taken) if it repeats one already taken
         (a retried task's: its fragments stay orphans, never rows)."""
-        files = {r.path for r in rows} | {f.path for f in failures}
-        if files & self.files and not files <= self.files:
+        if part.ids & self.taken and not part.ids <= self.taken:
             raise IndexDirError("the Ray pipeline returned a partly repeated batch, so this chunk was not "
                                 "committed: run `clipsearch index --ray` again (committed chunks stay)")
-        if files & self.files:
+        if part.ids & self.taken:
             return False
-        self.files |= files
-        self.rows += rows
-        self.fragments += fragments
-        self.failures += failures
+        self.taken |= part.ids
+        self.frames |= part.frames
+        self.rows += part.rows
+        self.fragments += part.fragments
+        self.failures += part.failures
         return True
 
     @property
     def complete(self) -> bool:
-        return len(self.files) == len(self.paths)
+        """Every file back, each with all its rows (a video's frames may come in several parts)."""
+        return len(self.frames) == len(self.paths) and len(self.taken) == sum(self.frames.values())
 
 
 def _chunks(todo: list[str], size: int, ids: np.ndarray) -> list[_Chunk]:
@@ -134,7 +140,8 @@ def _chunks(todo: list[str], size: int, ids: np.ndarray) -> list[_Chunk]:
 
 def _dataset(chunks: list[_Chunk], index: Index, encoder: Encoder, make_encoder, settings: Settings,
              cluster: Cluster):
-    """The Ray Data pipeline: one row per file in, one row per (write task, chunk) out."""
+    """The Ray Data pipeline: one row per file in, one row per (write task, chunk) out; Arrow tables
+    between the stages (ray_tables)."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -148,36 +155,43 @@ def _dataset(chunks: list[_Chunk], index: Index, encoder: Encoder, make_encoder,
     items = [{"chunk": c, "id": int(i), "path": os.fsencode(p)}
              for c, ch in enumerate(chunks) for p, i in zip(ch.paths, ch.ids)]
     return (ray.data.from_items(items, override_num_blocks=max(1, len(items) // DECODE_BATCH))
-            .map_batches(_Decoder, batch_size=DECODE_BATCH, compute=ActorPoolStrategy(size=decoders), num_cpus=1,
+            .map_batches(_Decoder, batch_size=DECODE_BATCH, batch_format="pyarrow",
+                         compute=ActorPoolStrategy(size=decoders), num_cpus=1,
                          fn_constructor_args=(encoder.preprocess, settings))
-            .map_batches(_Embedder, batch_size=encoder.batch_size, compute=ActorPoolStrategy(size=encoders),
-                         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
-                         fn_constructor_args=(make_encoder,))
-            .map_batches(_write, batch_size=max(1, 1024 // encoder.batch_size), num_cpus=0.25,
-                         fn_args=index.images.lance_target()))
+            .map_batches(_Embedder, batch_size=encoder.batch_size, batch_format="pyarrow",
+                         compute=ActorPoolStrategy(size=encoders), num_gpus=1 if gpus else 0,
+                         num_cpus=0 if gpus else 1, fn_constructor_args=(make_encoder,))
+            .map_batches(_write, batch_size=max(1, 1024 // encoder.batch_size) * encoder.batch_size,
+                         batch_format="pyarrow", num_cpus=0.25, fn_args=index.images.lance_target()))
 
 
 def _commit_as_they_finish(index: Index, ds, chunks: list[_Chunk], work: Changes, summary: Summary,
                            checkpoint: Checkpoint, on_progress) -> None:
     """Collect the written fragments; commit each chunk once all its files are back (any order)."""
     done, total = 0, sum(len(c.paths) for c in chunks)
-    for out in ds.iter_rows():
-        chunk = chunks[out["chunk"]]
-        if not chunk.take(pickle.loads(out["rows"]), pickle.loads(out["fragments"]), pickle.loads(out["failures"])):
-            continue
-        checkpoint("written")
-        if chunk.committed or not chunk.complete:
-            continue
-        ids = np.array([r.id for r in chunk.rows], np.int64)
-        commit_group(index, functools.partial(index.images.add_fragments, chunk.fragments, ids), chunk.rows,
-                     chunk.failures, work, summary, checkpoint)
-        chunk.committed = True
-        done += len(chunk.paths)
-        if on_progress:
-            on_progress(done, total)
+    for out in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for part in read_written(out):
+            chunk = chunks[part.chunk]
+            if not chunk.take(part):
+                continue
+            checkpoint("written")
+            if chunk.committed or not chunk.complete:
+                continue
+            _commit(index, chunk, work, summary, checkpoint)
+            done += len(chunk.paths)
+            if on_progress:
+                on_progress(done, total)
     if not all(c.committed for c in chunks):
         raise IndexDirError("the Ray pipeline ended with files missing; what it finished is committed: "
                             "run `clipsearch index --ray` again to finish the rest")
+
+
+def _commit(index: Index, chunk: _Chunk, work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
+    """A complete chunk's fragments in one commit, through the commit path `index` without Ray takes."""
+    ids = np.array([r.id for r in chunk.rows], np.int64)
+    add = functools.partial(index.images.add_fragments, lance_fragments(chunk.fragments), ids)
+    commit_group(index, add, chunk.rows, chunk.failures, work, summary, checkpoint)
+    chunk.committed = True
 
 
 class _Decoder:
@@ -190,13 +204,14 @@ class _Decoder:
                                          video=settings.video)
         self._timeout = settings.file_timeout_s
         self._per_file = settings.video.max_frames
+        self._size = preprocess.size
 
-    def __call__(self, batch: dict) -> dict:
-        paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
+    def __call__(self, batch):
+        """Files (chunk, first id, path) -> a picture table with their pixels."""
+        paths = [os.fsdecode(p) for p in batch.column("path").to_pylist()]
         items = [_capped(d, self._per_file)
                  for d in guarded_map(self._pool, self._decode, paths, len(paths), self._timeout)]
-        return {"chunk": batch["chunk"], "id": batch["id"],
-                "item": np.array([pickle.dumps(d) for d in items], dtype=object)}
+        return pictures(zip(batch.column("chunk").to_pylist(), batch.column("id").to_pylist(), items), self._size)
 
     def __del__(self):
         self._stack.close()
@@ -208,20 +223,14 @@ class _Embedder:
     def __init__(self, make_encoder):
         self._encoder = make_encoder()
 
-    def __call__(self, batch: dict) -> dict:
-        items = [_with_ids(pickle.loads(b), int(i)) for b, i in zip(batch["item"], batch["id"])]
-        chunk_of = {d.path: int(c) for d, c in zip(items, batch["chunk"])}
-        out = embed_decoded(items, self._encoder)
-        per_chunk: dict[int, Batch] = defaultdict(lambda: Batch([], [], []))
-        for row, v in zip(out.rows, out.vectors):
-            b = per_chunk[chunk_of[row.path]]
-            b.rows.append(row)
-            b.vectors.append(v)
-        for f in out.failures:
-            per_chunk[chunk_of[f.path]].failures.append(f)
-        chunks = sorted(per_chunk)
-        return {"chunk": np.array(chunks, np.int64),
-                "batch": np.array([pickle.dumps(per_chunk[c]) for c in chunks], dtype=object)}
+    def __call__(self, batch):
+        """A picture table -> the same with `vector`s (zeros for failed files) for `pixels`."""
+        ok = ~failed(batch)
+        xb = np.zeros((batch.num_rows, self._encoder.dim), np.float32)
+        if ok.any():
+            pixels = tensor(batch, PIXELS)
+            xb[ok] = self._encoder.encode_pixels(pixels if ok.all() else pixels[ok])
+        return with_tensor(batch.drop_columns([PIXELS]), VECTOR, xb)
 
 
 def _capped(item: Decoded | Failure, n: int) -> Decoded | Failure:
@@ -231,34 +240,20 @@ def _capped(item: Decoded | Failure, n: int) -> Decoded | Failure:
     return Decoded(item.rows[:n], item.pixels[:n])
 
 
-def _with_ids(item: Decoded | Failure, first: int) -> Decoded | Failure:
-    """The file's rows numbered from its `first` id on (the driver reserved max_frames per file)."""
-    if isinstance(item, Failure):
-        return item
-    return Decoded(tuple(replace(r, id=first + n) for n, r in enumerate(item.rows)), item.pixels)
+def _write(batch, uri: str, schema, storage_version: str):
+    """A picture table with vectors -> Lance fragments (written, not committed), a set per chunk.
 
-
-def _write(batch: dict, uri: str, schema, storage_version: str) -> dict:
-    """Rows -> Lance fragments (written, not committed), one set per chunk in this batch."""
+    The rows become columns as `index` without Ray stores them (ImageTable.arrow), place names
+    included; the dataset's own schema, for an upgraded older table may differ from today's.
+    """
     from lance.fragment import write_fragments
 
     table = ImageTable(None, schema.field("vector").type.list_size)
-    table.schema = schema  # the dataset's own: an upgraded older table may differ from today's
-    merged: dict[int, Batch] = defaultdict(lambda: Batch([], [], []))
-    for c, blob in zip(batch["chunk"], batch["batch"]):
-        b = pickle.loads(blob)
-        merged[int(c)].rows.extend(b.rows)
-        merged[int(c)].vectors.extend(b.vectors)
-        merged[int(c)].failures.extend(b.failures)
-    out = {"chunk": [], "rows": [], "fragments": [], "failures": []}
-    for c, b in sorted(merged.items()):
-        frags = []
-        if b.rows:
-            rows = table.arrow(b.rows, [r.id for r in b.rows], np.stack(b.vectors))
-            frags = write_fragments(rows, uri, schema=schema, data_storage_version=storage_version)
-        out["chunk"].append(c)
-        out["rows"].append(pickle.dumps(b.rows))
-        out["fragments"].append(pickle.dumps(frags))
-        out["failures"].append(pickle.dumps(b.failures))
-    return {"chunk": np.array(out["chunk"], np.int64)} | {
-        k: np.array(out[k], dtype=object) for k in ("rows", "fragments", "failures")}
+    table.schema = schema
+    parts = []
+    for chunk, part in by_chunk(batch):
+        rows, xb = stored(part)
+        frags = write_fragments(table.arrow(rows, [r.id for r in rows], xb), uri, schema=schema,
+                                data_storage_version=storage_version) if rows else []
+        parts.append((chunk, frags, part))
+    return written(parts)

@@ -13,17 +13,18 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from support import corpus
 from support import shapes
+from support.clirun import Cli
 from clipsearch import AnnIndex, ModelIdentity, Settings, create_index, load_encoder, open_index
-from clipsearch.cli import main
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
+from clipsearch.indexer.ray_tables import Written
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 24  # files per chunk (= per commit): 5 chunks of 118 files
@@ -43,11 +44,7 @@ def _model_args(tiny_model) -> list[str]:
 
 
 def _index(tiny_model, photos: Path, index_dir: Path, *extra: str):
-    args = ["index", str(photos), "--index", str(index_dir), "--commit-every", str(CHUNK), "--quiet",
-            *_model_args(tiny_model), *extra]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    return result
+    return Cli(tiny_model, index_dir)("index", photos, "--commit-every", CHUNK, "--quiet", *extra, ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +84,24 @@ def test_ray_index_equals_single_machine_index(tiny_model, photos, reference, ra
     _assert_same(got, reference)
     assert len(got["vectors"]) > 100 and len(got["failed"]) >= 10  # the corpus did its job
     assert len({p for p, _ in got["vectors"]}) < len(got["vectors"])  # a video's frames among them
-    query = CliRunner().invoke(main, ["query", "a red circle", "--index", str(tmp_path / "index"),
-                                      *_model_args(tiny_model)])
-    assert query.exit_code == 0 and "red_circle" in query.output.splitlines()[0], query.output
+    query = Cli(tiny_model, tmp_path / "index")("query", "a red circle", ok=True)
+    assert "red_circle" in query.output.splitlines()[0], query.output
+
+
+def test_ray_index_names_places_as_the_single_machine_index(tiny_model, library, ray_cluster, tmp_path):
+    """Both commit paths store the place names of GPS photos, so `--place` finds them after `--ray`."""
+    photos, single = library
+    cli = Cli(tiny_model, tmp_path / "index")
+    cli("index", photos, "--quiet", "--ray-address", ray_cluster.address, ok=True)
+    found = cli.json("query", "a shape", "--place", "paris")
+    assert [h["path"] for h in found] == [str(photos / "trips" / "paris.jpg")]
+
+    def places(c: Cli) -> dict:
+        return {h["path"]: (h["city"], h["region"], h["country"]) for h in c.json("query", "a shape", "-k", "10")}
+
+    got = places(cli)
+    assert got == places(Cli(tiny_model, single))
+    assert sum(city is not None for city, _, _ in got.values()) == 4  # paris, sydney, nyc, rio
 
 
 def test_worker_node_removed_mid_run_changes_nothing(tiny_model, photos, reference, ray_cluster, tmp_path):
@@ -115,21 +127,80 @@ def test_worker_node_removed_mid_run_changes_nothing(tiny_model, photos, referen
     _assert_same(_contents(tmp_path / "index"), reference)
 
 
+def _part(chunk: int, fragment: str, rows=(), failures=(), frames=None) -> Written:
+    """A write task's output for `chunk` (a failure's id: its path's number)."""
+    ids = frozenset([r.id for r in rows] + [int(f.path[2:]) for f in failures])
+    frames = frames or {p: 1 for p in [r.path for r in rows] + [f.path for f in failures]}
+    return Written(chunk, [fragment], list(rows), list(failures), ids, frames)
+
+
 def test_a_repeated_write_output_is_dropped_not_committed_twice():
-    """A retried write task can hand back rows already received: they must not become rows twice."""
+    """A retried write task can hand back rows already received: they must not become rows twice;
+    a video's frames may come back in parts: its chunk is complete once all are in."""
     from clipsearch import Failure, IndexDirError
     from clipsearch.indexer.ray_pipeline import _chunks
     from clipsearch.store.records import Row
 
     chunk = _chunks(["/a", "/b", "/c", "/d"], 4, np.array([10, 74, 138, 202]))[0]
-    a, b, bad = Row(10, "/a", 1, 0.0, 8, 8), Row(74, "/b", 1, 0.0, 8, 8), Failure("/c", "not an image")
-    assert chunk.take([a], ["frag-a"], []) and not chunk.complete
-    assert not chunk.take([a], ["frag-a-again"], [])  # the retry's output: dropped
-    assert chunk.take([b], ["frag-b"], [bad]) and not chunk.complete
+    a, b, bad = Row(10, "/a", 1, 0.0, 8, 8), Row(74, "/b", 1, 0.0, 8, 8), Failure("/138", "not an image")
+    d0, d1 = (Row(202 + n, "/d", 1, 0.0, 8, 8, "", float(n)) for n in range(2))
+    assert chunk.take(_part(0, "frag-a", [a])) and not chunk.complete
+    assert not chunk.take(_part(0, "frag-a-again", [a]))  # the retry's output: dropped
+    assert chunk.take(_part(0, "frag-b", [b], [bad])) and not chunk.complete
     with pytest.raises(IndexDirError):
-        chunk.take([b, Row(202, "/d", 1, 0.0, 8, 8)], ["frag-bd"], [])  # partly new: refused
-    assert chunk.take([Row(202, "/d", 1, 0.0, 8, 8)], ["frag-d"], []) and chunk.complete
-    assert chunk.fragments == ["frag-a", "frag-b", "frag-d"] and chunk.failures == [bad]
+        chunk.take(_part(0, "frag-bd", [b, d0]))  # partly new: refused
+    assert chunk.take(_part(0, "frag-d0", [d0], frames={"/d": 2})) and not chunk.complete  # 1 of 2 frames
+    assert chunk.take(_part(0, "frag-d1", [d1], frames={"/d": 2})) and chunk.complete
+    assert chunk.fragments == ["frag-a", "frag-b", "frag-d0", "frag-d1"] and chunk.failures == [bad]
+
+
+def test_stage_tables_carry_rows_exactly_as_arrow_and_tensors():
+    """Files -> picture table (pixels a tensor column) -> with vectors -> rows to store, and a write
+    task's output back at the driver: every field as it was (a non-UTF-8 path, a video's frames
+    numbered from its first id, photo metadata, a failure), and no column of pickled objects."""
+    from datetime import datetime
+
+    import pyarrow as pa
+
+    from clipsearch import Failure
+    from clipsearch.indexer import ray_tables
+    from clipsearch.ingest.batch import Decoded
+    from clipsearch.media.photometa import PhotoMeta
+    from clipsearch.store.records import Row
+
+    meta = PhotoMeta(taken=datetime(2023, 7, 14, 12), taken_source="exif", lat=48.8566, lon=2.3522, kind="photo")
+    photo = Decoded((Row(-1, "/p/caf\udce9.jpg", 9, 1.5, 64, 48, "ab", None, meta),), np.full((1, 4, 4, 3), 1, np.uint8))
+    video = Decoded(tuple(Row(-1, "/p/v.mp4", 7, 2.5, 32, 24, "cd", t, meta) for t in (0.0, 2.0)),
+                    np.full((2, 4, 4, 3), 2, np.uint8))
+    bad = Failure("/p/bad.png", "not an image", 3, 4.5)
+    table = ray_tables.pictures([(0, 10, photo), (1, 20, video), (1, 30, bad)], 4)
+    assert not any(pa.types.is_binary(f.type) for f in table.schema if f.name != "path")
+    assert isinstance(table.schema.field("pixels").type, pa.ExtensionType)
+    np.testing.assert_array_equal(ray_tables.tensor(table, "pixels")[:, 0, 0, 0], [1, 2, 2, 0])
+
+    xb = np.arange(8, dtype=np.float32).reshape(4, 2)
+    table = ray_tables.with_tensor(table.drop_columns(["pixels"]), "vector", xb)
+    parts = dict(ray_tables.by_chunk(table))
+    rows, vectors = ray_tables.stored(parts[1])
+    assert rows == [replace(r, id=20 + n) for n, r in enumerate(video.rows)]
+    np.testing.assert_array_equal(vectors, xb[1:3])
+    assert ray_tables.stored(parts[0])[0] == [replace(photo.rows[0], id=10)]
+
+    out = ray_tables.written([(c, [], t) for c, t in parts.items()])
+    got = {w.chunk: w for w in ray_tables.read_written(out)}
+    assert got[0].rows == [replace(photo.rows[0], id=10, meta=None)] and got[0].frames == {"/p/caf\udce9.jpg": 1}
+    assert got[1].failures == [bad] and got[1].ids == {20, 21, 30} and got[1].frames == {"/p/v.mp4": 2, "/p/bad.png": 1}
+
+
+def test_without_an_address_a_run_starts_its_own_cluster(monkeypatch):
+    """Not the last cluster started on this machine (Ray's choice for address None): someone else's."""
+    from clipsearch.indexer.ray_pipeline import _init_options
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert _init_options(None)["address"] == "local"
+    assert _init_options("10.0.0.1:6379")["address"] == "10.0.0.1:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
+    assert _init_options(None)["address"] == "10.0.0.2:6379"
 
 
 def _killed_run(tiny_model, photos: Path, index_dir: Path, address: str, failpoint: str | None):

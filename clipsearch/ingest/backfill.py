@@ -8,7 +8,6 @@ from typing import Callable
 
 from clipsearch.collection import Collection
 from clipsearch.media.photometa import PhotoMeta, read_header
-from clipsearch.media.places import name_places
 
 Checkpoint = Callable[[str], None]
 
@@ -32,9 +31,8 @@ def backfill_meta(images: Collection, decode_map=map, group: int = 2048,
         # A file Pillow can't open (a video, most RAWs) still has its other fields; one that's gone has none.
         found = [(r, meta, size or (r.width, r.height)) for r in rows for meta, size in [read[r.path]]
                  if meta.taken_source is not None]
-        metas = name_places([meta for _, meta, _ in found])
-        updated = [replace(r, width=size[0], height=size[1], meta=meta)
-                   for (r, _, size), meta in zip(found, metas)]
+        # Place names are filled in by the images table, as for every row it stores.
+        updated = [replace(r, width=size[0], height=size[1], meta=meta) for r, meta, size in found]
         images.update(updated)
         done += len(updated)
         checkpoint("backfilled")

@@ -28,7 +28,6 @@ from clipsearch.media.files import Scan, display_path, scan, under
 from clipsearch.index import Index
 from clipsearch.models.encoder import Encoder
 from clipsearch.ingest.pool import DecodeMap
-from clipsearch.media.places import with_places
 from clipsearch.store.skipped import count_types
 from clipsearch.store.records import Failure, Row
 
@@ -202,7 +201,7 @@ def _hand_over(writer: Executor, last: Future | None, fn: Callable, *args) -> Fu
 
 def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
     rows, xb = pending.rows, pending.vectors
-    commit_group(index, lambda: index.images.add(with_places(rows), xb), rows, pending.failures, work, summary, checkpoint)
+    commit_group(index, lambda: index.images.add(rows, xb), rows, pending.failures, work, summary, checkpoint)
     pending.rows, pending.failures = [], []
     pending.vectors = pending.vectors[:0]
 
@@ -210,7 +209,9 @@ def _commit(index: Index, pending: Batch, work: Changes, summary: Summary, check
 def commit_group(index: Index, add_rows: Callable[[], None], rows: list[Row], failures: list[Failure],
                  work: Changes, summary: Summary, checkpoint: Checkpoint) -> None:
     """One group: new rows in (`add_rows`, one commit, of `rows`), failure records replaced, then the
-    rows they supersede out. Every cut between these steps is safe."""
+    rows they supersede out. Every cut between these steps is safe. Both ways of writing the rows
+    (`Collection.add` here, fragments from Ray's write tasks) fill in place names where the images
+    table turns rows into columns, so `add_rows` needn't."""
     if not rows and not failures:
         return
     add_rows()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from clipsearch.errors import IndexDirError
+from clipsearch.media.places import with_places
 from clipsearch.store.records import (ADDED_COLUMNS, FAILURES, IMAGES, META_FIELDS, ROW_COLUMNS, Failure, Hit, Row,
                                       TextHit, failure_schema, image_schema, meta_columns, meta_fields,
                                       meta_from_columns, path_columns, path_from_columns, text_schema)
@@ -291,6 +292,7 @@ class ImageTable(VectorTable):
         return [Row(**meta_from_columns(path_from_columns(r))) for r in t]
 
     def _columns(self, rows: list[Row]) -> dict:
+        rows = _placed(rows)
         cols = path_columns([r.path for r in rows])
         cols |= {name: [getattr(r, name) for r in rows] for name in ROW_COLUMNS if name not in ("id", "path", "hash")}
         return cols | {"hash": [r.hash or None for r in rows]} | meta_columns(rows)
@@ -302,6 +304,7 @@ class ImageTable(VectorTable):
 
         if not rows:
             return
+        rows = _placed(rows)
         cols = {"id": [r.id for r in rows], "width": [r.width for r in rows], "height": [r.height for r in rows]}
         cols |= meta_columns(rows)
         schema = pa.schema([self._t.schema.field(c) for c in cols])
@@ -372,6 +375,23 @@ class FailureTable:
         cols = path_columns([f.path for f in failures])
         cols |= {c: [getattr(f, c) for f in failures] for c in ("reason", "size", "mtime")}
         t.add(pa.table(cols, schema=failure_schema()), mode="overwrite")
+
+
+def _placed(rows: list[Row]) -> list[Row]:
+    """`rows` with place names wherever a GPS position has none yet.
+
+    Here, where every writer of image rows turns them into columns (an in-process commit, a Ray write
+    task's fragments, the metadata backfill), so that no way of writing rows can store a position
+    that `--place` can't find; the gazetteer loads only when a row needs it.
+    """
+    todo = [n for n, r in enumerate(rows)
+            if r.meta and r.meta.lat is not None and r.meta.lon is not None and r.meta.place is None]
+    if not todo:
+        return rows
+    out = list(rows)
+    for n, row in zip(todo, with_places([rows[n] for n in todo])):
+        out[n] = row
+    return out
 
 
 def _id_filter(ids) -> str:
