@@ -62,14 +62,14 @@ def stream(n: int):
 
 def rows(start: int, stop: int, root: str = "/photos") -> list:
     """Rows as `clipsearch index` writes them for photos start..stop-1 (files that aren't here)."""
-    from clipsearch.media.photometa import EXIF, PhotoMeta
+    from clipsearch.media.photometa import PhotoMeta
     from clipsearch.store.records import Row
 
     out, t0 = [], datetime(2012, 1, 1)
     for i in range(start, stop):
         taken = t0 + timedelta(seconds=i * 97)
         folder = f"{root}/{taken:%Y}/{taken:%m}"
-        meta = PhotoMeta(taken=taken, taken_offset="+01:00", taken_source=EXIF, camera_make="Apple",
+        meta = PhotoMeta(taken=taken, taken_offset="+01:00", taken_source="exif", camera_make="Apple",
                          camera_model=f"iPhone {12 + i % 4}", lens="back camera 4.2mm f/1.6",
                          lat=48.85 + (i % 997) / 1e4, lon=2.35 + (i % 991) / 1e4, city="Paris",
                          region="Île-de-France", country="France", kind="photo", folder=folder)

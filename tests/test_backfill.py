@@ -14,7 +14,7 @@ import pytest
 from clipsearch import ModelIdentity, add_paths, create_index, load_encoder
 from clipsearch.ingest.backfill import backfill_meta
 from clipsearch.media.files import NO_STAT
-from clipsearch.media.photometa import EXIF, read_header
+from clipsearch.media.photometa import read_header
 from clipsearch.store.records import Failure, Row
 from support.exifphotos import exif_jpeg
 
@@ -71,7 +71,7 @@ def test_headers_of_an_unmounted_drive_are_read_once_and_again_when_it_is_back(e
     reads, notes = _run(index, encoder, tmp_path / "new")
     assert sorted(reads) == drive and "metadata (dates, cameras, places) read from the headers of 2 older images" in notes
     rows = {r.path: r for r in index.images.rows([r.id for r in index.images.all_rows()]).values()}
-    assert [(rows[p].meta.taken_source, rows[p].meta.camera_model) for p in drive] == [(EXIF, "EOS R")] * 2
+    assert [(rows[p].meta.taken_source, rows[p].meta.camera_model) for p in drive] == [("exif", "EOS R")] * 2
     assert rows[drive[1]].meta.taken == datetime(2019, 8, 2, 10, 0)
     assert index.unread.all() == []
     assert _run(index, encoder, tmp_path / "new")[0] == []
@@ -100,7 +100,7 @@ def test_a_header_whose_reader_crashed_is_read_again_once_the_file_changes(tmp_p
     reads = Reads()
     assert backfill_meta(index.images, index.unread, reads) == 1
     assert reads.paths == [x] and index.unread.all() == []
-    assert {r.meta.taken_source for r in index.images.rows([0, 1]).values()} == {EXIF}
+    assert {r.meta.taken_source for r in index.images.rows([0, 1]).values()} == {"exif"}
 
 
 def test_a_remembered_header_failure_goes_with_its_row(tmp_path):
