@@ -194,7 +194,10 @@ def setup(a, env: dict) -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     weights = make_weights(a.work)
     photos(a.work / "photos5", 5, seed=5), photos(a.work / "photos48", 48, seed=48)
-    if not (a.work / "small" / "manifest.json").exists():
+    manifest = a.work / "small" / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text())["model"]["pretrained"] != str(weights):
+        shutil.rmtree(a.work / "small")  # made in a work folder since moved: its model path is gone
+    if not manifest.exists():
         subprocess.run([*_cli("index", a.work / "photos5", a.work / "small"), "--model", "ViT-B-32",
                         "--pretrained", str(weights)], check=True, env=env, cwd=a.work)
 
