@@ -316,7 +316,8 @@ def _cell(fmt: str, m: dict) -> str:
 LOADS = ("truth", "build", "serve", "add", "cold_query", "index48")
 TABLE = [
     ("build (add N in 50k commits + sync): wall, peak RSS", "<= 3 GB",
-     "{build_process_s:.0f} s (CPU {build_cpu_s:.0f} s), {build_peak_mib:,.0f} MiB"),
+     "{build_add_s:.0f} + {build_sync_s:.0f} s (process {build_process_s:.0f} s, CPU {build_cpu_s:.0f} s, "
+     "of which drawing the data {build_draw_s:.0f} s), {build_peak_mib:,.0f} MiB"),
     ("index on disk", "", "{index_bytes:,.0f} B"),
     ("open + 200 queries: peak RSS", "<= 1,000 MiB (2 GB)", "**{serve_peak_mib:,.0f} MiB**"),
     ("warm search, one thread: p50 / p99, recall@10", "p50 <= 5 ms, >= 0.98 (10 ms, 0.95)",
