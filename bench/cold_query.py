@@ -34,13 +34,8 @@ QUERY = "a dog playing music"
 def setup(work: Path) -> dict:
     """Paths of the weights, the index and the tower cache under `work`, made if missing."""
     work.mkdir(parents=True, exist_ok=True)
-    weights, photos, index, cache = (work / "vitb32-random.safetensors", work / "photos", work / "idx",
-                                     work / "cache")
-    if not weights.exists():
-        code = ("import torch, open_clip; from safetensors.torch import save_file; torch.manual_seed(0); "
-                "m = open_clip.create_model('ViT-B-32', pretrained=None); "
-                f"save_file({{k: v.contiguous() for k, v in m.state_dict().items()}}, {str(weights)!r})")
-        subprocess.run([sys.executable, "-c", code], check=True)
+    photos, index, cache = work / "photos", work / "idx", work / "cache"
+    make_weights(work)
     if not photos.exists():
         import numpy as np
         from PIL import Image
@@ -51,6 +46,17 @@ def setup(work: Path) -> dict:
             Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(photos / f"img{i:03d}.jpg")
     build(work, index, os.environ | {"CLIPSEARCH_CACHE": str(cache)})
     return {"index": index, "cache": cache, "empty_cache": work / "no-cache"}
+
+
+def make_weights(work: Path) -> Path:
+    """ViT-B-32 (512-d) with seeded random weights, saved once to a local file: no model hub."""
+    weights = work / "vitb32-random.safetensors"
+    if not weights.exists():
+        code = ("import torch, open_clip; from safetensors.torch import save_file; torch.manual_seed(0); "
+                "m = open_clip.create_model('ViT-B-32', pretrained=None); "
+                f"save_file({{k: v.contiguous() for k, v in m.state_dict().items()}}, {str(weights)!r})")
+        subprocess.run([sys.executable, "-c", code], check=True)
+    return weights
 
 
 def build(work: Path, index: Path, env: dict) -> None:
@@ -74,13 +80,18 @@ def before_tree(work: Path, commit: str) -> Path:
 
 def timed(cmd: list[str], env: dict) -> tuple[float, float]:
     """(wall s, peak RSS MB) of one child process."""
+    return usage(cmd, env)[:2]
+
+
+def usage(cmd: list[str], env: dict) -> tuple[float, float, float]:
+    """(wall s, peak RSS MiB, CPU s: user + system) of one child process, run in env["BENCH_CWD"]."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=env["BENCH_CWD"])
-    _, status, usage = os.wait4(p.pid, 0)
+    _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{cmd} failed: {p.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
 
 
 def main(argv=None):

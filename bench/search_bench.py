@@ -42,15 +42,21 @@ DIM = 512
 
 def bursty(n, nq, d=DIM, clusters=1000, noise=0.12, seed=1):
     """xb (n, d), xq (nq, d): unit vectors in `clusters` tight bursts around CLIP-like centres."""
+    x = np.concatenate(list(bursty_blocks(n + nq, d, clusters, noise, seed)))
+    return x[:n], x[n:]
+
+
+def bursty_blocks(n, d=DIM, clusters=1000, noise=0.12, seed=1, block=100_000):
+    """`bursty`'s n unit vectors as (<= block, d) float32 blocks, drawn one block at a time: a
+    stream that never holds more than a block (the scale bench draws 10M this way)."""
     rng = np.random.default_rng(seed)
     centres, _ = make_data(clusters, 0, d, seed=seed)
-    x = np.empty((n + nq, d), np.float32)
-    for s in range(0, n + nq, 100_000):
-        e = min(s + 100_000, n + nq)
+    for s in range(0, n, block):
+        e = min(s + block, n)
         z = centres[rng.integers(0, clusters, e - s)]
-        x[s:e] = z + noise * rng.standard_normal((e - s, d), dtype=np.float32) / np.sqrt(d)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x[:n], x[n:]
+        x = (z + noise * rng.standard_normal((e - s, d), dtype=np.float32) / np.sqrt(d)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        yield x
 
 
 def dataset(dist, n, nq, cache: Path):

@@ -2,7 +2,7 @@
 
 Layout of an index directory:
     manifest.json        schema version, model identity, indexed roots
-    lance/               LanceDB tables: images, texts_<name>..., failures
+    lance/               LanceDB tables: images, texts_<name>..., failures, unread_headers
     images.faiss         the images' ANN index (with the table version it matches)
     images.rows          what hits show, read by queries without LanceDB (snapshot.py)
     texts_<name>.faiss   each text collection's ANN index (and .rows, its snapshot)
@@ -25,7 +25,7 @@ from clipsearch.store.lock import WriteLock
 from clipsearch.models.encoder import ModelIdentity
 from clipsearch.store.skipped import SkippedTable
 from clipsearch.store.tables import FailureTable, ImageTable, Later, Store, TextTable
-from clipsearch.store.records import IMAGES, Hit
+from clipsearch.store.records import IMAGES, UNREAD, Hit
 
 TEXTS_PREFIX = "texts_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -42,6 +42,7 @@ class Index:
         self._store = store
         self._open_collections()
         self.failures = FailureTable(store, self.lock)  # files that could not be indexed, with why
+        self.unread = FailureTable(store, self.lock, UNREAD)  # rows whose file's header could not be read
         self.skipped = SkippedTable(store, self.lock)  # files that are not images, RAW photos or videos
 
     def _open_collections(self) -> None:

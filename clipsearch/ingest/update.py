@@ -107,7 +107,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
                     on_progress, checkpoint)
         else:
             encode(index, work, summary, checkpoint)
-        backfilled = backfill_meta(index.images, decode_map, settings.commit_every, checkpoint)
+        backfilled = backfill_meta(index.images, index.unread, decode_map, settings.commit_every, checkpoint)
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")

@@ -1,6 +1,6 @@
 """Store: what lives in LanceDB and beside it on disk.
 
-- `tables`: the LanceDB tables (images, texts, failures) and `Store`, their connection;
+- `tables`: the LanceDB tables (images, texts, failures, unread headers) and `Store`, their connection;
 - `records`: the rows (`Row`, `Hit`, `TextHit`, `Failure`) and their schemas;
 - `filters`: `Filter`, a where-clause over the rows' metadata;
 - `snapshot`, `manifest`, `lock`, `skipped`, `roots`: the rows snapshot, the index's identity,

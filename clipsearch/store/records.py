@@ -12,6 +12,8 @@ from clipsearch.media.photometa import PhotoMeta
 
 IMAGES = "images"
 FAILURES = "failures"
+#: Rows whose file's header (metadata) could not be read: not read again until the file changes.
+UNREAD = "unread_headers"
 ROW_COLUMNS = ("id", "path", "size", "mtime", "width", "height", "hash", "time_s")
 #: Columns added by schemas 2 and 4 (older tables get them, empty, on upgrade): SQL defaults.
 ADDED_COLUMNS = {"hash": "CAST(NULL AS STRING)", "path_raw": "CAST(NULL AS BINARY)", "time_s": "CAST(NULL AS DOUBLE)"}

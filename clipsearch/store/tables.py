@@ -279,11 +279,12 @@ class ImageTable(VectorTable):
                      for r in (meta_from_columns(path_from_columns(r)) for r in records)}
         return [Hit(f[0], float(s), int(i), *f[1:]) for i, s in zip(ids, scores) if (f := found.get(int(i)))]
 
-    def ids_without_meta(self) -> np.ndarray:
-        """Ids of rows whose metadata was never read (from before schema 6, or moved files)."""
+    def paths_without_meta(self) -> dict[int, str]:
+        """id -> path of the rows whose metadata was never read (from before schema 6, or moved files)."""
         if "taken_source" not in self.schema.names:
-            return np.zeros(0, np.int64)
-        return self._query("taken_source IS NULL", ["id"]).column("id").to_numpy().astype(np.int64)
+            return {}
+        t = self._query("taken_source IS NULL", ["id", "path", "path_raw"]).to_pylist()
+        return {r["id"]: r["path"] for r in map(path_from_columns, t)}
 
     def _rows(self, where: str | None, meta: bool = True) -> list[Row]:
         names = self.schema.names
@@ -351,13 +352,14 @@ class TextTable(VectorTable):
 
 
 class FailureTable:
-    """The files that could not be indexed: loaded whole, replaced whole (one commit, small)."""
+    """Files that could not be indexed (FAILURES), or whose headers could not be read (UNREAD), with
+    why and their (size, mtime) then: loaded whole, replaced whole (one commit, small)."""
 
-    def __init__(self, store: Store, lock):
-        self._store, self._lock = store, lock
+    def __init__(self, store: Store, lock, name: str = FAILURES):
+        self._store, self._lock, self.name = store, lock, name
 
     def all(self) -> list[Failure]:
-        t = self._store.open_table(FAILURES)
+        t = self._store.open_table(self.name)
         if t is None:
             return []
         rows = t.search().limit(None).to_arrow().to_pylist()
@@ -366,7 +368,7 @@ class FailureTable:
     def replace(self, failures: list[Failure]) -> None:
         """Store exactly `failures`, atomically (readers see the old list or the new one)."""
         with self._lock:
-            t = self._store.create_table(FAILURES, failure_schema())
+            t = self._store.create_table(self.name, failure_schema())
             self._write(t, failures)
 
     def _write(self, t, failures: list[Failure]) -> None:
