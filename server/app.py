@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from clipsearch.server import clipback, problems, routes
 from clipsearch.server.auth import URL_TOKEN, TokenGate
-from clipsearch.server.problems import BodyLimit
+from clipsearch.server.bodies import BodyLimit, JsonBodies
 from clipsearch.server.service import Service
 
 DESCRIPTION = """Search a clipsearch index over HTTP.
@@ -56,6 +56,7 @@ def make_app(service: Service, *, token: str | None = None, cors_origins: tuple[
         spec = app.openapi_url + (f"?token={quote(url_token)}" if url_token else "")
         return get_swagger_ui_html(openapi_url=spec, title="clipsearch API")
 
+    app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=service.settings.serve_max_body_bytes)
     app.add_middleware(TokenGate, token=token)  # outside the limit: no token, no body read
     if cors_origins:  # clip-front served from another origin; never "*" by default: see README "Serve".

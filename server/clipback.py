@@ -1,7 +1,7 @@
 """clip-retrieval compatibility: /knn-service, /indices-list and /metadata as `clip back` answers them.
 
 So that `clip_retrieval.clip_client.ClipClient` and clip-front work unchanged. ClipClient posts its
-JSON with no Content-Type and every key, unused ones null; the body is read as JSON whatever it says.
+JSON with no Content-Type and every key, unused ones null (read as JSON all the same: bodies.py).
 The first of `text`, `image` (base64 of a file), `image_url` and `embedding_input` is the query; the
 text is one literal text (no algebra, no dates), as clip back reads it. `num_images` is k,
 `modality` "image" searches the images and "text" the index's text collection, `deduplicate`
@@ -11,18 +11,17 @@ collapses near-duplicate images. `num_result_ids`, `use_mclip`, `use_safety_mode
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from clipsearch.config import Settings
 from clipsearch.search.algebra import IMAGE, TEXT, Term
 from clipsearch.search.matcher import Request as Ask
 from clipsearch.server import uploads
-from clipsearch.server.problems import Problem, describe
+from clipsearch.server.problems import Problem
 from clipsearch.server.routes import Links, service_of
 from clipsearch.server.service import Service
 
@@ -59,51 +58,24 @@ class MetadataQuery(BaseModel):
     indice_name: str | None = None
 
 
-_KNN_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": KnnQuery.model_json_schema()}}}}
-_METADATA_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": MetadataQuery.model_json_schema()}}}}
-
-
 @router.get("/indices-list", summary="The indices this server answers for (clip back)")
 async def indices_list(request: Request) -> list[str]:
     return [service_of(request).name]
 
 
-@router.post("/knn-service", openapi_extra=_KNN_BODY, summary="Nearest neighbours, as clip back answers them")
-async def knn_service(request: Request) -> list[dict[str, Any]]:
-    service, query = service_of(request), _parse(KnnQuery, await json_body(request))
-    return await run_in_threadpool(_knn, service, query, Links(request))
+@router.post("/knn-service", summary="Nearest neighbours, as clip back answers them")
+async def knn_service(query: KnnQuery, request: Request) -> list[dict[str, Any]]:
+    return await run_in_threadpool(_knn, service_of(request), query, Links(request))
 
 
-@router.post("/metadata", openapi_extra=_METADATA_BODY, summary="Metadata of images by id (clip back)")
-async def metadata(request: Request) -> list[dict[str, Any]]:
-    service, query = service_of(request), _parse(MetadataQuery, await json_body(request))
+@router.post("/metadata", summary="Metadata of images by id (clip back)")
+async def metadata(query: MetadataQuery, request: Request) -> list[dict[str, Any]]:
+    service = service_of(request)
     _check_index(service, query.indice_name)
     rows = await run_in_threadpool(service.state.index.images.rows, query.ids)
     links = Links(request)
     return [{"id": i, "metadata": {"image_path": rows[i].path, "url": links.image(i)} if i in rows else {}}
             for i in query.ids]
-
-
-async def json_body(request: Request) -> Any:
-    """The body parsed as JSON, whatever its Content-Type says; Problem 400 if it isn't JSON."""
-    raw = await request.body()
-    if not raw.strip():
-        raise Problem(400, "the body is empty: send a JSON object, e.g. {\"text\": \"a cat\", \"num_images\": 10}")
-    try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise Problem(400, f"the body is not JSON ({e}): send a JSON object") from e
-
-
-def _parse(model, data: Any):
-    if not isinstance(data, dict):
-        raise Problem(400, f"the body is JSON but not an object (got {type(data).__name__}): send {{...}}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise Problem(422, describe(e.errors())) from e
 
 
 def _check_index(service: Service, name: str | None) -> None:

@@ -31,41 +31,6 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class TooLarge(HTTPException):
-    """A request body past the limit. An HTTPException, so that FastAPI's body parsing lets it through."""
-
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body is over the {limit:,}-byte limit: send a smaller image")
-
-
-class BodyLimit:
-    """ASGI middleware: a body over `limit` bytes gets 413 {"error": ...}, refused by its
-    Content-Length before a byte is read, else when the bytes read pass the limit."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers", ())).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            e = TooLarge(self.limit)
-            return await error(e.status_code, e.detail, {"Connection": "close"})(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise TooLarge(self.limit)
-            return message
-
-        await self.app(scope, counted, send)
-
-
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into {"error": ...}."""
 
