@@ -44,19 +44,29 @@ class Ingress:
 
     def __init__(self, root: str, shards: list, make_encoder: Callable, settings: Settings, name: str,
                  token: str | None, allow_url_fetch: bool, cors_origins: tuple[str, ...]):
-        from clipsearch.server.app import make_app
-        from clipsearch.server.service import Service
+        from concurrent.futures import ThreadPoolExecutor
 
-        fan = fan_out(shards)
-        encoder = make_encoder()
-        if hasattr(encoder, "full"):
-            encoder.full()  # image queries are ready too once it answers
-        self.service = Service(encoder, lambda: open_sharded(Path(root), fan), Path(root), settings,
-                               name=name, allow_url_fetch=allow_url_fetch)
-        self.app = make_app(self.service, token=token, cors_origins=cors_origins)
+        from clipsearch.server.app import make_app
+
+        # Ray Serve runs the constructor on the replica's event loop, where a handle's answer can't
+        # be waited for: the shards are first asked (to open their rows) from a thread.
+        with ThreadPoolExecutor(1) as pool:
+            self.service = pool.submit(_service, root, fan_out(shards), make_encoder, settings, name,
+                                       allow_url_fetch).result()
+        self.asgi = make_app(self.service, token=token, cors_origins=cors_origins)  # `app` is taken by Serve
 
     def __serve_build_asgi_app__(self):
-        return self.app
+        return self.asgi
+
+
+def _service(root: str, fan, make_encoder: Callable, settings: Settings, name: str, allow_url_fetch: bool):
+    from clipsearch.server.service import Service
+
+    encoder = make_encoder()
+    if hasattr(encoder, "full"):
+        encoder.full()  # image queries are ready too once it answers
+    return Service(encoder, lambda: open_sharded(Path(root), fan), Path(root), settings, name=name,
+                   allow_url_fetch=allow_url_fetch)
 
 
 def deploy(root: Path, n: int, make_encoder: Callable, settings: Settings, *, host: str, port: int,
@@ -78,7 +88,8 @@ def deploy(root: Path, n: int, make_encoder: Callable, settings: Settings, *, ho
                                                    lo, hi, ds.version)
               for i, (lo, hi) in enumerate(bounds(max_id, n))]
     app = Ingress.bind(str(root), shards, make_encoder, settings, name, token, allow_url_fetch, tuple(cors_origins))
-    serve.start(http_options={"host": host, "port": port})
+    # One proxy, on the head node: the entry point clients were given (and the only one bound).
+    serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": port})
     serve.run(app, name=APP_NAME, route_prefix="/")
     return f"http://{host}:{port}"
 
