@@ -1,17 +1,17 @@
 """`clipsearch serve`: the real command (uvicorn, in a child process) over the shape index, spoken
 to over real HTTP. The native API answers as `clipsearch query` does; ClipClient's exact request
 gets clip back's answer; bad input gets a 4xx with {"error": ...} and the server stays up; the token
-guards all but /health; files are served by id only; commits made beside it show up live."""
+guards all but /health; files are served by id only. (Bad input: test_serve_input.py; live
+updates: test_serve_live.py; shards: test_serve_shards.py.)"""
 
 from __future__ import annotations
 
 import base64
-from http.client import HTTPConnection
 import io
 import json
 import shlex
-import shutil
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +22,7 @@ from clipsearch import open_index
 from clipsearch.config import Settings
 from support import shapes
 from support.clirun import CAPTIONS, Cli, image_of
-from support.server import TOKEN, Server
+from support.server import TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -246,88 +246,3 @@ def test_indices_list_and_metadata(served, http, index, shapes_dir):
     got = http.post("/metadata", content=json.dumps({"ids": [i, 999999], "indice_name": name})).json()
     assert got == [{"id": i, "metadata": {"image_path": str(path), "url": f"{served.url}/image/{i}"}},
                    {"id": 999999, "metadata": {}}]
-
-
-# --- bad input: a 4xx with {"error": ...}, and the server stays up --------------------------------------
-
-NOT_AN_IMAGE = base64.b64encode(b"%PDF-1.4 not an image at all").decode()
-BAD = [
-    ("/knn-service", b"{not json", 400),
-    ("/knn-service", b"[1, 2]", 422),
-    ("/knn-service", b"", 422),
-    ("/knn-service", {"image": "this is not base64!"}, 400),
-    ("/knn-service", {"image": NOT_AN_IMAGE}, 400),
-    ("/knn-service", {"embedding_input": [0.5] * 3}, 400),
-    ("/knn-service", {"text": "a cat", "num_images": 0}, 422),
-    ("/knn-service", {"text": "a cat", "num_images": 10_001}, 422),
-    ("/knn-service", {"text": "a cat", "indice_name": "laion5B"}, 404),
-    ("/knn-service", {"text": "a cat", "modality": "audio"}, 422),
-    ("/knn-service", {"text": None, "image": None, "image_url": None, "embedding_input": None}, 400),
-    ("/knn-service", {"text": ""}, 400),
-    ("/knn-service", {"image_url": "http://127.0.0.1:9/cat.jpg"}, 403),  # no --allow-url-fetch
-    ("/search", b"{not json", 400),
-    ("/search", b"query=a+cat", 400),  # a form, as `curl -d` sends it: not JSON
-    ("/search", {}, 400),
-    ("/search", {"query": "   "}, 400),
-    ("/search", {"query": "a cat", "image_id": 1}, 400),
-    ("/search", {"query": "a cat", "texts": "poems"}, 404),
-    ("/search", {"query": "a cat", "k": 0}, 422),
-    ("/search", {"query": "a cat", "k": 10_001}, 422),
-    ("/search", {"query": "a cat", "bogus": 1}, 422),
-    ("/search", {"query": "a cat", "filter": {"after": "last tuesday-ish"}}, 400),
-    ("/search", {"embedding": [1.0] * 63}, 400),
-    ("/search", {"embedding": [0.0] * 64}, 400),
-    ("/search", {"image": NOT_AN_IMAGE}, 400),
-    ("/search", {"image_id": 999_999}, 404),
-    ("/search/image", b"", 400),
-    ("/search/image", b"GIF89a but then nothing", 400),
-    ("/classify", {"image_id": 0, "labels": ["just one"]}, 422),
-    ("/classify", {"labels": ["cat", "dog"]}, 400),
-    ("/metadata", {"ids": "all"}, 422),
-]
-
-
-@pytest.mark.parametrize("path, body, status", BAD, ids=[f"{p} {str(b)[:40]}" for p, b, _ in BAD])
-def test_bad_input_gets_a_4xx_with_an_error(served, http, path, body, status):
-    r = http.post(path, content=body) if isinstance(body, bytes) else http.post(path, json=body)
-    assert r.status_code == status, r.text
-    assert isinstance(r.json()["error"], str) and r.json()["error"] and "Traceback" not in r.text
-    assert http.get("/health").status_code == 200
-
-
-def test_a_body_over_the_limit_gets_413(http):
-    limit = Settings().serve_max_body_bytes
-    big = b"x" * (limit + 1)
-    for path in ("/knn-service", "/search", "/search/image"):
-        r = http.post(path, content=big, headers={"Content-Type": "application/json"})
-        assert r.status_code == 413 and "limit" in r.json()["error"]
-
-    def chunks():  # no Content-Length: refused once the bytes read pass the limit
-        for _ in range(limit // 1_000_000 + 1):
-            yield b" " * 1_000_000
-
-    r = http.post("/search", content=chunks(), headers={"Content-Type": "application/json"})
-    assert r.status_code == 413 and "limit" in r.json()["error"]
-    assert http.get("/health").status_code == 200
-
-
-# --- live ---------------------------------------------------------------------------------------------
-
-def test_rows_committed_beside_the_server_appear_without_a_restart(tiny_model, shapes_index, tmp_path):
-    import time
-
-    shutil.copytree(shapes_index, tmp_path / "index")
-    new = tmp_path / "new"
-    shapes.write_folder(new, n_per_label=2, labels=[("green", "circle")], seed=11)
-    with Server(tmp_path / "index", tiny_model) as server, server.client() as http:
-        assert http.get("/health").json()["images"] == 48
-        Cli(tiny_model, tmp_path / "index")("index", new, "--workers", "1", "--quiet", ok=True)
-        seen, deadline = [], time.monotonic() + 120
-        while time.monotonic() < deadline and (not seen or seen[-1] != 50):
-            seen.append(http.get("/health").json()["images"])
-            found = http.post("/search", json={"query": "a green circle", "k": 50}).json()["matches"]
-            assert all(http.get(f"/thumbnail/{m['id']}").status_code == 200 for m in found[:4])
-            time.sleep(0.5)
-        assert set(seen) <= {48, 50} and seen[-1] == 50  # the old state or the new, nothing between
-        paths = [m["path"] for m in http.post("/search", json={"query": "a green circle", "k": 4}).json()["matches"]]
-        assert sum(p.startswith(str(new)) for p in paths) == 2

@@ -7,7 +7,7 @@ with what it understood and the matches.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -43,7 +43,7 @@ class Match:
         """JSON-ready, as `query --json` and the server answer it: the hit's fields (an image's
         metadata flattened in, null where unknown), the score rounded, "calibrated" and "group_size"
         if any."""
-        d = asdict(self.hit)
+        d = dict(vars(self.hit))  # shallow: a hit's fields are scalars and its PhotoMeta (asdict deep-copies)
         if "meta" in d:
             d.pop("meta")
             d |= (self.hit.meta or PhotoMeta()).to_dict()
