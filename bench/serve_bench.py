@@ -132,13 +132,13 @@ async def drive(url: str, stream, clients: int, seconds: float) -> dict:
 def markdown(meta: dict, rows: list[dict]) -> str:
     out = [f"# clipsearch serve under load ({meta['n']:,} images, {meta['ann']})", "",
            f"`{meta['command']}`", "",
-           f"{meta['machine']}; load average before the run {meta['load_before']}. Server RSS after loading: "
-           f"{meta['rss_loaded_mb']} MB.", "",
-           "| queries | clients | q/s | p50 ms | p99 ms | errors | x 1 client | server RSS MB (peak) |",
-           "|---|---|---|---|---|---|---|---|"]
+           f"{meta['machine']}, clients and server on the same cores; load average before the run "
+           f"{meta['load_before']}. Server RSS after loading: {meta['rss_loaded_mb']} MB. {meta.get('note', '')}", "",
+           "| queries | clients | q/s | p50 ms | p99 ms | errors | x 1 client | server RSS MB (peak) | load |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['kind']} | {r['clients']} | {r['qps']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | "
-                   f"{r['speedup']:.2f} | {r['rss_mb']} ({r['peak_mb']}) |")
+                   f"{r['speedup']:.2f} | {r['rss_mb']} ({r['peak_mb']}) | {r['load']} |")
     return "\n".join(out) + "\n"
 
 
@@ -149,6 +149,7 @@ def main(argv=None):
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--kinds", nargs="+", default=["text", "embedding"])
     p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--note", default="", help="a sentence for the report (e.g. why this size)")
     p.add_argument("--out", type=Path, default=REPO / "bench/results/serve.json")
     args = p.parse_args(argv)
     root = setup(args.work, args.n)
@@ -160,7 +161,7 @@ def main(argv=None):
         info = httpx.get(f"{url}/info", timeout=120).json()
         meta = {"n": info["images"], "ann": info["ann"], "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                 "command": "python bench/serve_bench.py " + " ".join(argv or sys.argv[1:]),
-                "load_before": load_before, "rss_loaded_mb": memory_mb(proc.pid)["rss_mb"]}
+                "load_before": load_before, "rss_loaded_mb": memory_mb(proc.pid)["rss_mb"], "note": args.note}
         rows = []
         for kind in args.kinds:
             stream = bodies(kind, seed=len(rows))
