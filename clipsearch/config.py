@@ -65,6 +65,7 @@ class VideoSampling:
 INDEX_ENV = "CLIPSEARCH_INDEX"
 MODELS_ENV = "CLIPSEARCH_MODELS"
 CACHE_ENV = "CLIPSEARCH_CACHE"
+TOKEN_ENV = "CLIPSEARCH_TOKEN"  # `clipsearch serve --token`
 
 
 def default_index_dir() -> Path:
@@ -112,6 +113,14 @@ class Settings:
     upload_max_bytes: int = 20_000_000  # an upload larger than this is refused before decoding
     upload_max_pixels: int = 50_000_000
     thumbnail_px: int = 256  # longest side of the cached thumbnails
+    # The HTTP service (`clipsearch serve`): loopback only unless a token is set (server/auth.py).
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    serve_max_body_bytes: int = 32_000_000  # larger bodies get 413; an upload's base64 (4/3 x 20 MB) fits
+    serve_max_k: int = 10_000  # results one request may ask for
+    serve_image_px: int = 2048  # /image/{id} of a file a browser can't show (RAW, HEIC, a video frame): JPEG of this size
+    text_cache_size: int = 4096  # text encodings a server keeps (2 KB each at 512-d)
+    live_poll_s: float = 1.0  # how often a server looks for commits to its index
     video: VideoSampling = VideoSampling()
     # Near-duplicates (`clipsearch dupes`): cosine at or above this to a group's seed. Argued in the
     # README ("Duplicates"): re-saves, resizes, small crops and rotations of a photo stay above it on

@@ -15,6 +15,7 @@ from support import shapes
 from support.clirun import CAPTIONS, Cli
 from support.exifphotos import BIG, PHOTOS, exif_jpeg
 from support.modelfiles import block_network, make_second_model
+from support.server import Server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -116,6 +117,16 @@ def offline(monkeypatch, tmp_path) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("CLIPSEARCH_MODELS", str(tmp_path / "models"))
     return tmp_path / "models"
+
+
+@pytest.fixture(scope="session")
+def served(tiny_model, shapes_index, tmp_path_factory) -> Server:
+    """`clipsearch serve` (with a token, on a free port of 127.0.0.1) over a copy of `shapes_index`,
+    started once a session; tests only read through it."""
+    root = tmp_path_factory.mktemp("served") / "index"
+    shutil.copytree(shapes_index, root)
+    with Server(root, tiny_model) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ FLOORS = [
     {"clipsearch.ingest", "clipsearch.duplicates"},
     {"clipsearch.search"},
     {"clipsearch"},  # the package's __init__: the public API, re-exported
-    {"clipsearch.cli", "clipsearch.indexer", "clipsearch.app"},
+    {"clipsearch.cli", "clipsearch.indexer", "clipsearch.app", "clipsearch.server"},
 ]
 
 
@@ -104,14 +104,16 @@ def upward(g: dict[str, set[str]]) -> dict[str, list[str]]:
 
 def project_graph() -> dict[str, set[str]]:
     mods = modules(ROOT / "clipsearch", "clipsearch",
-                   {"clipsearch.indexer": ROOT / "indexer", "clipsearch.app": ROOT / "app"})
+                   {"clipsearch.indexer": ROOT / "indexer", "clipsearch.app": ROOT / "app",
+                    "clipsearch.server": ROOT / "server"})
     return graph(mods)
 
 
 def test_every_subpackage_is_walked():
     g = project_graph()
     assert {"clipsearch.ann.refine", "clipsearch.media.kinds", "clipsearch.search.matcher",
-            "clipsearch.cli.core", "clipsearch.app.main", "clipsearch.indexer.pipeline"} <= set(g)
+            "clipsearch.cli.core", "clipsearch.app.main", "clipsearch.indexer.pipeline",
+            "clipsearch.server.app", "clipsearch.server.rayserve"} <= set(g)
     assert len(g) > 60
 
 
@@ -147,18 +149,28 @@ def test_the_core_stays_ray_free():
 
 
 def test_outer_layers_import_each_other_only_downwards():
+    """The CLI starts the server and the UI (by its path); the server, the UI and the indexer
+    import none of the outer layers."""
     g = project_graph()
-    app = {t for m, ts in g.items() if m.startswith("clipsearch.app") for t in ts}
-    assert not {t for t in app if t.startswith(("clipsearch.cli", "clipsearch.indexer"))}
-    indexer = {t for m, ts in g.items() if m.startswith("clipsearch.indexer") for t in ts}
-    assert not {t for t in indexer if t.startswith(("clipsearch.cli", "clipsearch.app"))}
-    cli = {t for m, ts in g.items() if m.startswith("clipsearch.cli") for t in ts}
+
+    def reached(layer: str) -> set[str]:
+        return {t for m, ts in g.items() if m.startswith(layer) for t in ts}
+
+    assert not {t for t in reached("clipsearch.app") if t.startswith(("clipsearch.cli", "clipsearch.indexer",
+                                                                     "clipsearch.server"))}
+    assert not {t for t in reached("clipsearch.indexer") if t.startswith(("clipsearch.cli", "clipsearch.app",
+                                                                         "clipsearch.server"))}
+    assert not {t for t in reached("clipsearch.server") if t.startswith(("clipsearch.cli", "clipsearch.app",
+                                                                        "clipsearch.indexer"))}
+    cli = reached("clipsearch.cli")
     assert not {t for t in cli if t.startswith("clipsearch.app.")}  # `ui` runs the page by its path
+    assert "clipsearch.server.app" in cli  # `serve` builds the server's app
 
 
 def test_only_the_clipsearch_package_is_installed():
     setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert all(p == "clipsearch" or p.startswith("clipsearch.") for p in setup["packages"])
-    assert setup["package-dir"] == {"clipsearch.indexer": "indexer", "clipsearch.app": "app"}
+    assert setup["package-dir"] == {"clipsearch.indexer": "indexer", "clipsearch.app": "app",
+                                    "clipsearch.server": "server"}
     on_disk = {".".join(p.relative_to(ROOT).parent.parts) for p in (ROOT / "clipsearch").rglob("__init__.py")}
     assert on_disk <= set(setup["packages"])  # a new subpackage that is not installed fails here

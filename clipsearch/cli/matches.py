@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import click
 
 from clipsearch.media.files import display_path
-from clipsearch.media.photometa import PhotoMeta
 from clipsearch.media.video import timestamp
 
 QUERY_GRAMMAR = """\b
@@ -33,17 +31,8 @@ meaning from query to query.
 
 
 def match_dict(m) -> dict:
-    """A match as a JSON-ready dict: the hit's fields, the score rounded, "calibrated" if any."""
-    d = asdict(m.hit)
-    if "meta" in d:  # an image: its metadata fields flattened in (null where unknown)
-        d.pop("meta")
-        d |= (m.hit.meta or PhotoMeta()).to_dict()
-    d["score"] = round(m.hit.score, 6)
-    if m.calibrated is not None:
-        d["calibrated"] = round(m.calibrated, 6)
-    if m.group is not None:
-        d["group_size"] = m.group
-    return d
+    """A match as a JSON-ready dict (the server answers the same: `Match.to_dict`)."""
+    return m.to_dict()
 
 
 def print_matches(labels: list[str], found: list[list], as_json: bool, empty: str) -> None:

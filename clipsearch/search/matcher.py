@@ -16,6 +16,7 @@ import numpy as np
 from clipsearch.errors import ImageError, InputError
 from clipsearch.index import Index
 from clipsearch.media.image import to_pixels
+from clipsearch.media.photometa import PhotoMeta
 from clipsearch.media.picture import load_picture
 from clipsearch.models.encoder import Encoder
 from clipsearch.search.algebra import IMAGE, TEXT, Term, embed_query, parse_query, query_kind
@@ -37,6 +38,21 @@ class Match:
     @property
     def score(self) -> float:
         return self.hit.score
+
+    def to_dict(self) -> dict:
+        """JSON-ready, as `query --json` and the server answer it: the hit's fields (an image's
+        metadata flattened in, null where unknown), the score rounded, "calibrated" and "group_size"
+        if any."""
+        d = dict(vars(self.hit))  # shallow: a hit's fields are scalars and its PhotoMeta (asdict deep-copies)
+        if "meta" in d:
+            d.pop("meta")
+            d |= (self.hit.meta or PhotoMeta()).to_dict()
+        d["score"] = round(self.hit.score, 6)
+        if self.calibrated is not None:
+            d["calibrated"] = round(self.calibrated, 6)
+        if self.group is not None:
+            d["group_size"] = self.group
+        return d
 
 
 @dataclass(frozen=True)
