@@ -48,7 +48,7 @@ def make_app(service: Service, *, token: str | None = None, cors_origins: tuple[
 
     @app.get("/health", summary="200 once the server answers queries (needs no token)")
     async def health() -> dict:
-        return {"status": "ok", "images": len(service.state.index), "generation": service.live.generation}
+        return {"status": "ok", "images": service.state.images, "generation": service.live.generation}
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request):

@@ -4,7 +4,8 @@
 service over someone's photos must not reach the network by accident. With a token, `TokenGate`
 lets through requests that carry it as `Authorization: Bearer T` or `?token=T` (for clients that
 can't set headers: an <img> tag, clip-front, ClipClient); everything else gets 401. `/health`
-stays open, for load balancers and orchestrators.
+stays open, for load balancers and orchestrators. Without a token, only requests addressed to a
+loopback name are answered: a web page can't rebind its own name to 127.0.0.1 to read the answers.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 class TokenGate:
-    """ASGI middleware: with a token, requests other than OPEN_PATHS must carry it, else 401."""
+    """ASGI middleware: with a token, requests other than OPEN_PATHS must carry it, else 401; without
+    one, they must be addressed to a loopback name, else 403."""
 
     def __init__(self, app, token: str | None):
         self.app, self._token = app, token.encode() if token else None
@@ -63,7 +65,8 @@ class TokenGate:
         if bearer is not None and hmac.compare_digest(bearer, self._token):
             return await self.app(scope, receive, send)
         if query is not None and hmac.compare_digest(query, self._token):
-            scope.setdefault("state", {})[URL_TOKEN] = query.decode()
+            # A copy: a server may share one state dict between requests.
+            scope = dict(scope, state={**scope.get("state", {}), URL_TOKEN: query.decode()})
             return await self.app(scope, receive, send)
         message = ("this server needs its token: send `Authorization: Bearer T` or add ?token=T"
                    if bearer is None and query is None else "wrong token: check the one the server was started with")

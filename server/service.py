@@ -9,6 +9,7 @@ in the UI): a request reads no other file of the server's. The index and its mat
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -44,6 +45,7 @@ class State:
     index: Index
     matcher: Matcher
     roots: Roots
+    images: int  # how many, counted once: /health must not read the table
 
 
 class Service:
@@ -66,7 +68,7 @@ class Service:
         probe = np.zeros((1, index.identity.dim), np.float32)
         for coll in [index.images, *(index.texts(n) for n in index.text_names())]:
             coll.search(probe, 1)  # loads the ANN index and the rows now, not in someone's query
-        return State(index, matcher, Roots(index.manifest.roots))
+        return State(index, matcher, Roots(index.manifest.roots), len(index))
 
     @property
     def state(self) -> State:
@@ -135,14 +137,15 @@ class Service:
         return row
 
     def file_of(self, row: Row) -> Path:
-        """The real path of an indexed image's file, inside the indexed folders; Problem 404 if not."""
-        try:
-            path = self.state.roots.resolve(row.path)
-        except InputError as e:
-            raise Problem(404, f"image {row.id} is not shown: {e}") from e
-        if not path.is_file():
+        """The real path of an indexed image's file; Problem 404 unless it lies inside the indexed
+        folders, or is the very file the row names, reached through no symlink (an `index` run
+        records a new folder among the roots only when it ends, and its rows are answered before)."""
+        real = Path(os.path.realpath(row.path))
+        if real not in self.state.roots and real != Path(os.path.abspath(row.path)):
+            raise Problem(404, f"image {row.id} is not shown: its file now leads outside the indexed folders")
+        if not real.is_file():
             raise Problem(404, f"the file of image {row.id} is gone: run `clipsearch index` to update the index")
-        return path
+        return real
 
     def picture(self, row: Row, px: int) -> bytes:
         """JPEG bytes of an indexed image (a video's frame) at most `px` on its longest side."""
@@ -152,7 +155,7 @@ class Service:
 
     def info(self) -> dict:
         index = self.state.index
-        return {"name": self.name, "images": len(index), "model": index.identity.to_dict(),
+        return {"name": self.name, "images": self.state.images, "model": index.identity.to_dict(),
                 "ann": index.images.info()["ann"], "texts": {n: len(index.texts(n)) for n in index.text_names()},
                 "generation": self.live.generation, "text_cache": {"hits": self.encoder.hits,
                                                                     "misses": self.encoder.misses}}

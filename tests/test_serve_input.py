@@ -85,3 +85,34 @@ def test_json_bodies_are_read_whatever_their_content_type(http):
     for label in (None, "text/plain", "application/x-www-form-urlencoded"):  # curl -d sends the last
         got = http.post("/search", content=body, headers={"Content-Type": label} if label else {})
         assert got.status_code == 200 and got.json() == want
+
+
+def test_image_urls_are_fetched_only_when_allowed(tmp_path):
+    """--allow-url-fetch: an http(s) URL is fetched (size-capped, decoded as an upload); without it,
+    or for another scheme, it is refused before any connection is made."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from support import shapes
+
+    from clipsearch.server.problems import Problem
+    from clipsearch.server.uploads import from_url
+
+    shapes.draw("blue", "circle", size=80, seed=2).save(tmp_path / "q.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    settings = Settings()
+    try:
+        assert from_url(f"{url}/q.png", settings, allowed=True).size == (80, 80)
+        for bad, allowed, status in [(f"{url}/q.png", False, 403), ("file:///etc/passwd", True, 400),
+                                     (f"{url}/junk.png", True, 400), (f"{url}/missing.png", True, 400)]:
+            with pytest.raises(Problem) as e:
+                from_url(bad, settings, allowed=allowed)
+            assert e.value.status == status
+    finally:
+        httpd.shutdown()
