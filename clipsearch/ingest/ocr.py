@@ -135,6 +135,7 @@ def reading_map(settings: Settings, workers: int | None = None, read: Callable |
     from clipsearch.ingest.pool import decoding_pool, guarded_map
 
     n, threads = plan(settings, workers)
+    init = functools.partial(_load_in_worker, settings.ocr, settings.device, threads)
     read = read or functools.partial(_read_in_worker, settings=settings.ocr, max_pixels=settings.max_pixels,
                                      device=settings.device, threads=threads)
     with ExitStack() as stack:
@@ -143,8 +144,8 @@ def reading_map(settings: Settings, workers: int | None = None, read: Callable |
         def read_map(jobs: list[Job]) -> Iterator:
             if not jobs:
                 return iter(())
-            if not pools:
-                pools.append(stack.enter_context(decoding_pool(n, niceness=0)))
+            if not pools:  # each worker loads its reader as it starts: no picture's time limit pays for it
+                pools.append(stack.enter_context(decoding_pool(n, niceness=0, init=init)))
             return guarded_map(pools[0], read, jobs, 4 * n, settings.ocr.file_timeout_s, path_of=lambda job: job.path)
 
         yield read_map
@@ -171,7 +172,7 @@ def _cuda_provider() -> bool:
 
 #: A worker process's reader, loaded by its first job and kept for the next ones (each job is a
 #: separate call into the process): keyed by what it was loaded with.
-_WORKER_READERS: dict[tuple, TextReader] = {}
+_WORKER_READERS: dict[tuple, "TextReader | Broken"] = {}
 
 
 @dataclass(frozen=True)
@@ -181,15 +182,20 @@ class Broken:
     reason: str
 
 
-def _read_in_worker(job: Job, settings: OcrSettings, max_pixels: int, device: str,
-                    threads: int) -> Reading | Broken | None:
+def _load_in_worker(settings: OcrSettings, device: str, threads: int) -> TextReader | Broken:
     key = (settings, device, threads)
     if key not in _WORKER_READERS:
         try:
             _WORKER_READERS[key] = load_reader(settings, device, threads)
         except ModelError as e:
-            return Broken(str(e))
-    return read_job(job, _WORKER_READERS[key], settings, max_pixels)
+            _WORKER_READERS[key] = Broken(str(e))
+    return _WORKER_READERS[key]
+
+
+def _read_in_worker(job: Job, settings: OcrSettings, max_pixels: int, device: str,
+                    threads: int) -> Reading | Broken | None:
+    reader = _load_in_worker(settings, device, threads)
+    return reader if isinstance(reader, Broken) else read_job(job, reader, settings, max_pixels)
 
 
 def _reading(job: Job, out, summary: OcrSummary) -> Reading | None:
@@ -199,8 +205,8 @@ def _reading(job: Job, out, summary: OcrSummary) -> Reading | None:
         return None
     if isinstance(out, Broken):
         raise ModelError(out.reason)
-    if isinstance(out, Failure):  # the worker hung, crashed or raised
-        out = Reading(job.key, error=out.reason.replace("decode", "read"))
+    if isinstance(out, Failure):  # the worker hung, crashed or raised: the pool words it for decoders
+        out = Reading(job.key, error=_reworded(out.reason))
     summary.read += 1
     if out.error is not None:
         summary.failed.append((job.path, out.error))
@@ -208,6 +214,12 @@ def _reading(job: Job, out, summary: OcrSummary) -> Reading | None:
         summary.with_text += 1
         summary.lines += len(out.lines)
     return out
+
+
+def _reworded(reason: str) -> str:
+    for old, new in (("decoder", "reader"), ("decoding", "reading"), ("decode", "read")):
+        reason = reason.replace(old, new)
+    return reason
 
 
 def _live(index: Index) -> dict[str, object]:

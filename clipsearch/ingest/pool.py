@@ -45,14 +45,15 @@ def decoding_map(workers: int, batch_size: int, timeout: float, n_files: int | N
 
 
 @contextmanager
-def decoding_pool(workers: int, niceness: int = WORKER_NICENESS):
-    """A pebble process pool whose workers ignore Ctrl-C (the parent alone handles it, and stops them)."""
+def decoding_pool(workers: int, niceness: int = WORKER_NICENESS, init: Callable[[], None] | None = None):
+    """A pebble process pool whose workers ignore Ctrl-C (the parent alone handles it, and stops them);
+    `init()` runs in each worker as it starts, outside any file's time limit (loading a model)."""
     import functools
 
     from pebble import ProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds torch threads and locks
-    pool = ProcessPool(max_workers=workers, context=ctx, initializer=functools.partial(_init_worker, niceness))
+    pool = ProcessPool(max_workers=workers, context=ctx, initializer=functools.partial(_init_worker, niceness, init))
     try:
         yield pool
     except BaseException:
@@ -103,9 +104,11 @@ def _exit_reason(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _init_worker(niceness: int = WORKER_NICENESS) -> None:
+def _init_worker(niceness: int = WORKER_NICENESS, init: Callable[[], None] | None = None) -> None:
     """Ctrl-C is the parent's to handle; and decoding yields the CPU to the encoder's threads,
     which otherwise stall at every barrier waiting for a core a decoder holds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if niceness:
         os.nice(niceness)
+    if init is not None:
+        init()

@@ -51,7 +51,8 @@ class TextReader:
         return identity(self.settings)
 
     def read(self, pixels: np.ndarray) -> list[Line]:
-        """(H, W, 3) uint8 RGB pixels -> the lines read, top to bottom; ImageError if the engine fails."""
+        """(H, W, 3) uint8 RGB pixels -> the lines read (those with a letter or digit), top to bottom;
+        ImageError if the engine fails."""
         h, w = pixels.shape[:2]
         try:
             out = self._engine(np.ascontiguousarray(pixels[..., ::-1]))  # RapidOCR takes arrays as BGR
@@ -61,7 +62,7 @@ class TextReader:
             return []  # no text found (or found and not recognised)
         lines = []
         for box, text, score in zip(out.boxes, out.txts, out.scores):
-            if text.strip():
+            if any(c.isalnum() for c in text):  # a lone "·" or "■" read in a texture is no text
                 xy = np.clip(np.asarray(box, np.float64).reshape(4, 2) / (w, h), 0.0, 1.0)
                 lines.append(Line(text.strip(), round(float(score), 4), tuple(np.round(xy.ravel(), 5).tolist())))
         return lines

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 WORDS = ("Zorblax", "Quorvanth", "Blinteky 4471", "Févrünel")
 ACCENTED = "Févrünel"
 PHRASE, REVERSED = "Plumbic Tarvola", "Tarvola Plumbic"
+PANEL = (240, 236, 222)  # the sign's panel, behind the letters
 
 #: TrueType fonts with the accented glyphs (Debian's DejaVu, Liberation); Pillow's own default font
 #: (Aileron) has none: drawn with it, "é" becomes a box.
@@ -55,7 +56,7 @@ def draw_sign(text: str, size: tuple[int, int] = (480, 360), seed: int = 0, text
     tw, th, pad = x1 - x0, y1 - y0, max(4, (y1 - y0) // 3)
     x = int(rng.uniform(0.1, 0.9) * max(1, w - tw - 2 * pad)) + pad
     y = int(rng.uniform(0.1, 0.9) * max(1, h - th - 2 * pad)) + pad
-    pen.rectangle((x - pad, y - pad, x + tw + pad, y + th + pad), fill=(240, 236, 222, 255))
+    pen.rectangle((x - pad, y - pad, x + tw + pad, y + th + pad), fill=(*PANEL, 255))
     pen.text((x - x0, y - y0), text, fill=(25, 25, 35, 255), font=f)
     turn = float(rng.uniform(-5, 5)) if angle is None else angle
     img.alpha_composite(layer.rotate(turn, resample=Image.BICUBIC, center=(x + tw / 2, y + th / 2)))
@@ -70,3 +71,19 @@ def write_signs(folder: Path, texts=WORDS + (PHRASE, REVERSED), size: tuple[int,
         out[text] = folder / f"sign_{n}.jpg"
         draw_sign(text, size, seed=100 + n).save(out[text], quality=90)
     return out
+
+
+def sabotaged(job, read):
+    """`read(job)`, except for pictures whose file is named hang*, segv* or exit* (support.faulty)."""
+    from support import faulty
+
+    return faulty.sabotage(lambda _: read(job), job.path)
+
+
+def panel_share(img: Image.Image, corners) -> float:
+    """The share of the pixels inside the bounding rectangle of `corners` (pixels) that have the
+    panel's colour: high when a box found by the reader lies on the sign."""
+    xy = np.asarray(corners, float)
+    (x0, y0), (x1, y1) = np.floor(xy.min(0)).astype(int), np.ceil(xy.max(0)).astype(int)
+    px = np.asarray(img.convert("RGB"), int)[max(0, y0):y1, max(0, x0):x1]
+    return float((np.abs(px - PANEL).max(-1) < 40).mean()) if px.size else 0.0
