@@ -67,9 +67,9 @@ class OcrSettings:
     """How the words in pictures are read (clipsearch.models.ocr, RapidOCR's PP-OCRv6 small models);
     the figures behind each default are in bench/results/ocr.md."""
 
-    det_side: int = 960  # the detector sees the picture at this longest side: ~4x fewer pixels than
-    # RapidOCR's default (up to 2000), which is where its time goes; text under ~1% of the picture's
-    # height is lost, signs, slides, labels and screenshots are not
+    det_side: int = 960  # the detector sees the picture at this longest side (PaddleOCR's own default
+    # for its mobile models): ~4x fewer pixels than RapidOCR's default (up to 2000) on 3 MP photos,
+    # where its time goes; letters 9 px high in a 2000 px picture are still found (bench/results/ocr.md)
     read_side: int = 1920  # lines are cut for recognition from the picture at this longest side
     rec_batch: int = 16  # lines per recognition batch (RapidOCR's default: 6)
     classifier: bool = False  # the 180-degree line classifier: upside-down lines are rare in photos

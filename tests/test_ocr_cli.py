@@ -18,21 +18,25 @@ from PIL import Image
 from clipsearch import open_index
 from clipsearch.config import OcrSettings, Settings
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
-from clipsearch.ingest.ocr import _read_in_worker, plan, read_pictures, reading_map
+from clipsearch.ingest.ocr import plan, read_pictures, reading_map, worker
 from clipsearch.models.ocr import identity
 from support import shapes, signs
 from support.clirun import Cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = [("red", "circle"), ("blue", "square"), ("yellow", "star"), ("green", "triangle")]
+VIDEO_WORD = "Vexmuroth"
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    """signs/ (one made-up word or phrase each) and shapes/ (the tiny model's shapes)."""
+    """signs/ (one made-up word or phrase each), shapes/ (the tiny model's shapes) and video/sign.mp4
+    (a bare scene, then a sign: two sampled frames)."""
     root = tmp_path_factory.mktemp("ocr-photos").resolve()
     signs.write_signs(root / "signs")
     shapes.write_folder(root / "shapes", n_per_label=1, size=64, labels=SHAPES)
+    (root / "video").mkdir()
+    signs.write_sign_video(root / "video" / "sign.mp4", [(None, 2.0), (VIDEO_WORD, 2.0)])
     return root
 
 
@@ -67,12 +71,18 @@ def test_an_index_made_without_ocr_gets_there_with_clipsearch_ocr(tiny_model, ph
     assert "run `clipsearch ocr`" in cli.fails("query", "Zorblax", "--text-only", model=False)
     ids, before = open_index(cli.index_dir).images.vectors()
     done = cli.json("ocr", "--ocr-workers", "1")
-    assert (done["read"], done["with_text"], done["failed"]) == (len(SHAPES) + 6, 6, [])
+    assert (done["read"], done["with_text"], done["failed"]) == (len(SHAPES) + 6 + 2, 7, [])  # 2 video frames
     for q in ("Zorblax", "4471", "Févrünel", "plumbic", "a red circle", "a blue square"):
         assert paths(cli, q, "-k", "6") == paths(ocr_cli, q, "-k", "6"), q
     after_ids, after = open_index(cli.index_dir).images.vectors()
     assert np.array_equal(ids, after_ids) and np.array_equal(before, after)  # text never touches a CLIP row
     assert cli.json("ocr")["read"] == 0  # nothing left to read
+
+
+def test_a_video_frame_is_found_by_the_words_in_it(ocr_cli, photos):
+    [hit] = ocr_cli.json("query", VIDEO_WORD.lower(), "--text-only", model=False)
+    assert hit["path"] == str(photos / "video" / "sign.mp4") and hit["time_s"] == pytest.approx(2.0)
+    assert [line["text"] for line in hit["lines"]] == [VIDEO_WORD]
 
 
 def test_json_results_carry_the_matched_lines_and_their_boxes(ocr_cli, photos):
@@ -138,15 +148,14 @@ def test_a_picture_that_hangs_or_crashes_the_reader_is_recorded_and_its_row_stay
     cli = Cli(tiny_model, tmp_path / "index")
     cli("index", folder, "--workers", "1", "--quiet", ok=True)
     index = open_index(cli.index_dir, writable=True)
-    settings = Settings().with_(ocr=OcrSettings(file_timeout_s=5.0))
-    worker = functools.partial(_read_in_worker, settings=settings.ocr, max_pixels=settings.max_pixels,
-                               device="cpu", threads=plan(settings, 1)[1])
+    settings = Settings().with_(device="cpu", ocr=OcrSettings(file_timeout_s=5.0))
+    read = worker(settings, threads=plan(settings, 1)[1])
 
     def run(read, retry=False):
         with reading_map(settings, 1, read=read) as read_map:
             return read_pictures(index, read_map, identity(settings.ocr), retry_failed=retry)
 
-    summary = run(functools.partial(signs.sabotaged, read=worker))
+    summary = run(functools.partial(signs.sabotaged, read=read))
     reasons = {Path(p).name: why for p, why in summary.failed}
     assert "took over 5 s to read (hung reader?)" in reasons.pop("hang.jpg")
     assert "killed by SIGSEGV" in reasons.pop("segv.jpg")
@@ -154,8 +163,8 @@ def test_a_picture_that_hangs_or_crashes_the_reader_is_recorded_and_its_row_stay
     assert len(open_index(cli.index_dir)) == 3  # the CLIP rows stay
     listed = cli("ocr", "--failed", ok=True).output
     assert "hang.jpg: took over 5 s" in listed and "segv.jpg: crashed" in listed
-    assert run(worker).read == 0  # recorded failures are not retried on their own ...
-    again = run(worker, retry=True)  # ... but on request
+    assert run(read).read == 0  # recorded failures are not retried on their own ...
+    again = run(read, retry=True)  # ... but on request
     assert (again.read, again.with_text, again.failed) == (2, 2, [])
 
 
@@ -172,9 +181,11 @@ def test_a_killed_run_keeps_its_groups_and_the_next_reads_only_the_rest(tiny_mod
     killed = ocr("ocr-added:2")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert open_index(cli.index_dir).ocr.stats()["read"] == 4  # two groups of two committed
+    assert paths(cli, "zorblax", "--text-only") == [sign(photos, "Zorblax")]  # read in the first group, searchable
     rest = ocr()
     assert rest.returncode == 0 and '"read": 2' in rest.stdout, rest.stderr
-    assert paths(cli, "zorblax", "--text-only") == [sign(photos, "Zorblax")]
+    both = sorted([sign(photos, signs.PHRASE), sign(photos, signs.REVERSED)])
+    assert sorted(paths(cli, "tarvola", "--text-only")) == both
 
 
 def test_the_page_shows_the_matched_line_and_draws_its_box(ocr_cli, photos, monkeypatch):
@@ -190,7 +201,8 @@ def test_the_page_shows_the_matched_line_and_draws_its_box(ocr_cli, photos, monk
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])  # AppTest replaces it
     monkeypatch.setenv("CLIPSEARCH_INDEX", str(ocr_cli.index_dir))
     shown, real = [], streamlit.image
-    monkeypatch.setattr(streamlit, "image", lambda data, *a, **kw: shown.append((kw.get("alt"), data)) or real(data, *a, **kw))
+    monkeypatch.setattr(streamlit, "image",
+                        lambda data, *a, **kw: shown.append((kw.get("alt"), data)) or real(data, *a, **kw))
     page = AppTest.from_file(str(APP), default_timeout=120).run()
     page.text_input(key="text").input('"Plumbic Tarvola"').run()  # quotes typed on the page: a phrase
     assert not page.exception, [e.value for e in page.exception]

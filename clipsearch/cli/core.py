@@ -173,6 +173,10 @@ def info(index_dir, failed, skipped, as_json):
                f"roots:    {', '.join(d['roots']) or '-'}\non disk:  {_human_bytes(d['bytes_on_disk'])}\n"
                f"schema:   {d['schema_version']}\nfailed:   {d['failed']} (--failed lists them)\n"
                f"skipped:  {sum(d['skipped'].values())} not images{': ' + kinds if kinds else ''} (--skipped)")
+    if d["ocr"]["read"]:
+        o = d["ocr"]
+        click.echo(f"text:     {o['with_text']} of {o['read']} pictures read bear words; {o['failed']} failed "
+                   "(`clipsearch ocr --failed`)")
     sets = d["vector_sets"]
     if p := sets.get("pending"):
         click.echo(f"reindex:  to {_model(p['model'])}: {p['images_done']}/{p['images_total']} images, "

@@ -29,7 +29,7 @@ also looked for in the pictures' text, and the two rankings are fused (reciproca
 pictures whose text holds every word come first). "Quoted phrases" must match exactly; stop words
 ("the", "a" ...) are ignored; --text-only and --visual-only switch the fusion off. JSON results
 carry "text_score" (BM25) and the "lines" that matched, with their boxes in the picture's pixels.
-With --text-only the score shown is the BM25.
+With --text-only the score shown is the BM25; --min-score spares the pictures whose words matched.
 
 \b
 Calibrated score (JSON "calibrated", used by --min-score): for a text query over images or an

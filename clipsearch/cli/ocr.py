@@ -58,23 +58,27 @@ def read_text(idx, settings: Settings, workers: int | None = None, progress: boo
     bar = _Bar(progress)
     try:
         with reading_map(settings, workers) as read_map:
-            return read_pictures(idx, read_map, identity(settings.ocr), commit_every=commit_every, retry_failed=retry_failed,
-                                 on_progress=bar, checkpoint=failpoint(os.environ.get(FAILPOINT_ENV)))
+            return read_pictures(idx, read_map, identity(settings.ocr), commit_every=commit_every,
+                                 retry_failed=retry_failed, on_progress=bar,
+                                 checkpoint=failpoint(os.environ.get(FAILPOINT_ENV)))
     finally:
         bar.close()
 
 
 def print_summary(s, idx, as_json: bool) -> None:
+    """A reading run's summary (`OcrSummary`), as lines or JSON."""
     stats = idx.ocr.stats()
     if as_json:
-        click.echo(json.dumps(s.to_dict() | {"index": str(idx.root), "pictures_with_text": stats["with_text"]}, indent=2))
+        click.echo(json.dumps(s.to_dict() | {"index": str(idx.root), "pictures_with_text": stats["with_text"]},
+                              indent=2))
         return
     for path, reason in s.failed[:20]:
         click.echo(f"failed to read {display_path(path)}: {reason}", err=True)
     if len(s.failed) > 20:
         click.echo(f"… and {len(s.failed) - 20} more (see `clipsearch ocr --failed`)", err=True)
     if s.changed:
-        click.echo(f"{s.changed} files changed since they were indexed: run `clipsearch index` on them, then this again")
+        click.echo(f"{s.changed} files changed since they were indexed: run `clipsearch index` on them, "
+                   "then this again")
     click.echo(f"read {s.read} pictures ({s.with_text} with text, {s.lines} lines; failed {len(s.failed)}) in "
                f"{s.seconds:.1f} s ({s.per_s:.2f} pictures/s); {stats['with_text']} pictures with text in {idx.root}")
 

@@ -91,6 +91,8 @@ def read_pictures(index: Index, read_map: ReadMap, reader: str, *, commit_every:
             if on_progress:
                 on_progress(n, len(jobs))
         index.ocr.optimize()
+        if jobs:
+            index.write_manifest()  # a new stamp: open pages (app/resources.py) reopen the index and see the text
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -136,8 +138,7 @@ def reading_map(settings: Settings, workers: int | None = None, read: Callable |
 
     n, threads = plan(settings, workers)
     init = functools.partial(_load_in_worker, settings.ocr, settings.device, threads)
-    read = read or functools.partial(_read_in_worker, settings=settings.ocr, max_pixels=settings.max_pixels,
-                                     device=settings.device, threads=threads)
+    read = read or worker(settings, threads)
     with ExitStack() as stack:
         pools = []
 
@@ -149,6 +150,12 @@ def reading_map(settings: Settings, workers: int | None = None, read: Callable |
             return guarded_map(pools[0], read, jobs, 4 * n, settings.ocr.file_timeout_s, path_of=lambda job: job.path)
 
         yield read_map
+
+
+def worker(settings: Settings, threads: int) -> Callable[[Job], "Reading | Broken | None"]:
+    """What a reading process runs for each job: its reader (loaded once, on `threads` threads), then `read_job`."""
+    return functools.partial(_read_in_worker, settings=settings.ocr, max_pixels=settings.max_pixels,
+                             device=settings.device, threads=threads)
 
 
 def plan(settings: Settings, workers: int | None = None) -> tuple[int, int]:
