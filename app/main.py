@@ -68,10 +68,12 @@ def sidebar(res: resources.Resources, settings: Settings) -> tuple[int, Filter, 
 def results(query: Query, res: resources.Resources, k: int, where: Filter, sort: str) -> None:
     folded = st.session_state.get("collapse", False)
     request = Request(query.terms, query.vector if query.terms is None else None, k=k, where=where or None,
-                      sort=sort, collapse=folded)  # the same as `clipsearch query`
+                      sort=sort, collapse=folded, words=query.words)  # the same as `clipsearch query`
     answer = res.matcher.run(request)
     if answer.understood.note:  # as the CLI: dates typed into the words narrow the filter, and it says so
         st.caption(answer.understood.note)
+    if answer.understood.words and any(m.lines for m in answer.matches):
+        st.caption(f"also looking for {answer.understood.words} in the words read in the pictures")
     found = answer.matches
     filterpanel.timeline(res.index.images, where)
     shown = [m for m in found if m.hit.path in res.roots]

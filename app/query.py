@@ -25,6 +25,7 @@ class Query:
     terms: list[Term] | None = None
     vector: np.ndarray | None = None
     preview: bytes | None = None
+    words: str | None = None  # as typed, "quotes" and all: what is looked for in the pictures' text
 
 
 def typed_query(typed: str, res: Resources) -> Query:
@@ -32,7 +33,7 @@ def typed_query(typed: str, res: Resources) -> Query:
     must lie inside the indexed folders: the page reads no other file of the server's."""
     terms = parse_query(typed)
     terms = [Term(IMAGE, str(res.roots.resolve(t.value)), t.weight) if t.kind == IMAGE else t for t in terms]
-    return Query(f"Images matching “{typed.strip()}”", terms=terms)
+    return Query(f"Images matching “{typed.strip()}”", terms=terms, words=typed)
 
 
 def upload_query(data: bytes, name: str, res: Resources, settings: Settings) -> Query:

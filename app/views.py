@@ -6,6 +6,7 @@ Only image bytes reach `st.image`, never a path; file names and paths are shown 
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,7 @@ from typing import Callable
 import streamlit as st
 
 from clipsearch import ClipSearchError, Hit, Match
+from clipsearch.models.ocr import Line
 from clipsearch.media.files import display_path
 from clipsearch.media.video import timestamp
 
@@ -23,6 +25,7 @@ COLUMNS = 5
 START = "Type a description, or drop an image, to search."
 _log = logging.getLogger("clipsearch.app")
 EMPTY_INDEX = "the index is empty: add photos with `clipsearch index FOLDER`, then press Reload"
+BOX_COLOUR = (255, 196, 0)  # the matched line's box: amber, seen on light and dark pictures alike
 
 
 def guarded(fn: Callable, *args, **kwargs):
@@ -55,12 +58,16 @@ def _cell(match: Match, res: Resources, on_like: Callable[[int, str, float | Non
     except ClipSearchError as e:
         st.warning(f"can't show this file: {e}")
     else:
+        if match.lines:
+            data = with_boxes(data, match.lines)
         st.image(data, caption=f"{hit.score:.3f}", alt=Path(shown).name + at, width="stretch")
         if match.calibrated is not None:
             st.caption(f"calibrated {match.calibrated:.2f}")
         if match.group and match.group > 1:
             st.caption(f"+{match.group - 1} near-duplicates")
     st.text(shown + at)
+    for line in match.lines[:3]:  # the words that matched, as read in the picture (text: untrusted)
+        st.text(f"“{line.text}”")
     when_where = taken_and_place(hit)
     if when_where:
         st.text(when_where)  # text, not Markdown: EXIF strings are untrusted too
@@ -68,6 +75,23 @@ def _cell(match: Match, res: Resources, on_like: Callable[[int, str, float | Non
               help="Search for images like this one")
     if hit.time_s is not None and st.toggle(f"Play from {timestamp(hit.time_s)}", key=f"play-{hit.id}"):
         play(hit, res)
+
+
+def with_boxes(jpeg: bytes, lines: list[Line] | tuple[Line, ...]) -> bytes:
+    """PNG bytes of the thumbnail `jpeg` with the boxes of `lines` drawn on it (they are fractions
+    of the picture's sides, and a thumbnail is the whole picture scaled). PNG: JPEG's halved colour
+    resolution would smear a thin coloured line into the picture."""
+    from PIL import Image, ImageDraw
+
+    img = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    pen = ImageDraw.Draw(img)
+    width = max(3, round(max(img.size) / 80))
+    for line in lines:
+        corners = [tuple(p) for p in line.corners(img.width, img.height)]
+        pen.line([*corners, corners[0]], fill=BOX_COLOUR, width=width, joint="curve")
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
 
 
 def play(hit: Hit, res: Resources) -> None:

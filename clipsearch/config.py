@@ -62,6 +62,22 @@ class VideoSampling:
     scene_change: float = 0.25  # mean absolute difference (0-1) of 16x16 thumbnails that counts as a cut
 
 
+@dataclass(frozen=True)
+class OcrSettings:
+    """How the words in pictures are read (clipsearch.models.ocr, RapidOCR's PP-OCRv6 small models);
+    the figures behind each default are in bench/results/ocr.md."""
+
+    det_side: int = 960  # the detector sees the picture at this longest side (PaddleOCR's own default
+    # for its mobile models): ~4x fewer pixels than RapidOCR's default (up to 2000) on 3 MP photos,
+    # where its time goes; letters 9 px high in a 2000 px picture are still found (bench/results/ocr.md)
+    read_side: int = 1920  # lines are cut for recognition from the picture at this longest side
+    rec_batch: int = 16  # lines per recognition batch (RapidOCR's default: 6)
+    classifier: bool = False  # the 180-degree line classifier: upside-down lines are rare in photos
+    min_score: float = 0.5  # lines recognised with less confidence are dropped (RapidOCR's default)
+    workers: int = 0  # OCR processes; 0: one per core, one ONNX Runtime thread each
+    file_timeout_s: float = 120.0  # per picture; past it the reading process is replaced
+
+
 INDEX_ENV = "CLIPSEARCH_INDEX"
 MODELS_ENV = "CLIPSEARCH_MODELS"
 CACHE_ENV = "CLIPSEARCH_CACHE"
@@ -122,6 +138,7 @@ class Settings:
     text_cache_size: int = 4096  # text encodings a server keeps (2 KB each at 512-d)
     live_poll_s: float = 1.0  # how often a server looks for commits to its index
     video: VideoSampling = VideoSampling()
+    ocr: OcrSettings = OcrSettings()  # words in pictures: `index --ocr`, `clipsearch ocr`
     # Near-duplicates (`clipsearch dupes`): cosine at or above this to a group's seed. Argued in the
     # README ("Duplicates"): re-saves, resizes, small crops and rotations of a photo stay above it on
     # ViT-B-32 class CLIPs, and the tiny test model keeps every look-alike below it.

@@ -6,6 +6,7 @@ Layout of an index directory:
     images.faiss         the images' ANN index (with the table version it matches)
     images.rows          what hits show, read by queries without LanceDB (snapshot.py)
     texts_<name>.faiss   each text collection's ANN index (and .rows, its snapshot)
+    lance/ocr.lance      the words read in the pictures, with their full-text index (store/ocr.py)
     write.lock           held by the one process writing (see `lock.WriteLock`)
 Writes go through a writable handle (`create_index`, or `open_index(..., writable=True)`); each
 takes the write lock, so a second writer is refused however it writes. Readers never write.
@@ -23,6 +24,7 @@ from clipsearch.collection import Collection
 from clipsearch.errors import IndexDirError, InputError, ModelError
 from clipsearch.store.lock import WriteLock
 from clipsearch.models.encoder import ModelIdentity
+from clipsearch.store.ocr import OcrTable
 from clipsearch.store.skipped import SkippedTable
 from clipsearch.store.tables import FailureTable, ImageTable, Later, Store, TextTable
 from clipsearch.store.records import IMAGES, UNREAD, Hit
@@ -44,6 +46,7 @@ class Index:
         self.failures = FailureTable(store, self.lock)  # files that could not be indexed, with why
         self.unread = FailureTable(store, self.lock, UNREAD)  # rows whose file's header could not be read
         self.skipped = SkippedTable(store, self.lock)  # files that are not images, RAW photos or videos
+        self.ocr = OcrTable(store, self.lock)  # the words read in the pictures (`clipsearch ocr`)
 
     def _open_collections(self) -> None:
         """The active vector set's collections (see vectorsets.py): images, and texts on demand."""
@@ -137,6 +140,7 @@ class Index:
         """See what other processes committed: the manifest and every collection's latest version."""
         active = (self.manifest.prefix, self.identity)
         self.manifest = mf.read(self.root)
+        self.ocr.refresh()
         if (self.manifest.prefix, self.identity) != active:  # a re-index switched the vector set
             self._open_collections()
             return
@@ -176,7 +180,7 @@ class Index:
                 "ann": images["ann"], "ann_spec": images["ann_spec"],
                 "ann_trained_on": images["ann_trained_on"], "schema_version": self.manifest.schema_version,
                 "texts": {n: len(self.texts(n)) for n in self.text_names()},
-                "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root)}
+                "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root), "ocr": self.ocr.stats()}
 
 
 def open_index(root: Path | str, writable: bool = False) -> Index:

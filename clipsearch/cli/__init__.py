@@ -10,6 +10,7 @@ from clipsearch.cli import core  # noqa: E402,F401  (registers its commands on m
 from clipsearch.cli import dupes  # noqa: E402,F401  (registers `clipsearch dupes`)
 from clipsearch.cli import maintenance  # noqa: E402,F401  (registers remove)
 from clipsearch.cli import models  # noqa: E402,F401  (the models group: list, export, import)
+from clipsearch.cli import ocr  # noqa: E402,F401  (registers `clipsearch ocr`)
 from clipsearch.cli import reindex  # noqa: E402,F401  (registers reindex)
 from clipsearch.cli import serve  # noqa: E402,F401  (registers `clipsearch serve`)
 from clipsearch.cli import texts  # noqa: E402,F401  (index-texts, texts, classify)

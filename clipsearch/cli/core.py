@@ -13,6 +13,7 @@ from clipsearch.errors import InputError
 from clipsearch.cli.group import main
 from clipsearch.cli.maintenance import print_failures, print_skipped
 from clipsearch.cli.matches import QUERY_GRAMMAR, print_matches
+from clipsearch.cli.ocr import workers_option as ocr_workers_option
 from clipsearch.cli.options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
                       load_model, model_loader, model_option, pretrained_option)
 
@@ -34,9 +35,12 @@ from clipsearch.cli.options import (device_option, filter_from, filter_options, 
 @click.option("--ray", "on_ray", is_flag=True,
               help="Decode and encode on a Ray cluster (--ray-address, else $RAY_ADDRESS, else a local one).")
 @click.option("--ray-address", default=None, metavar="ADDR", help="The Ray cluster for --ray (implies it).")
+@click.option("--ocr", "with_ocr", is_flag=True,
+              help="Also read the words in the pictures (as `clipsearch ocr`), in processes of their own.")
+@ocr_workers_option
 @json_option
 def index(paths, index_dir, model, pretrained, device, batch_size, workers, file_timeout, commit_every,
-          fast_encoder, quiet, on_ray, ray_address, as_json):
+          fast_encoder, quiet, on_ray, ray_address, with_ocr, ocr_workers, as_json):
     """Index the images in PATHS (folders are walked recursively; file:// URIs too)."""
     from clipsearch import create_index
     from clipsearch.media.files import check_roots, local_paths
@@ -57,7 +61,16 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
     else:
         summary = indexer.run(idx, encoder, roots, settings, progress=progress)
     _export_text_tower(encoder, summary)
-    _print_summary(summary, idx, as_json)
+    if not with_ocr:
+        if summary.text_pending:
+            summary.notes.append(f"{summary.text_pending} pictures have no words read yet: `clipsearch ocr` reads them")
+        return _print_summary(summary, idx, as_json)
+    from clipsearch.cli.ocr import print_summary, read_text
+
+    ocr_summary = read_text(idx, settings, ocr_workers, progress)
+    _print_summary(summary, idx, as_json, {"ocr": ocr_summary.to_dict()} if as_json else None)
+    if not as_json:
+        print_summary(ocr_summary, idx, False)
 
 
 @main.command(epilog=QUERY_GRAMMAR)
@@ -76,6 +89,10 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 @filter_options
 @click.option("--sort", type=click.Choice(["score", "date"]), default="score", show_default=True,
               help="Order of the k best matches: by score, or newest first.")
+@click.option("--text-only", "mode", flag_value="text", default=None,
+              help="Only the pictures whose words (read by `clipsearch ocr`) match the query's.")
+@click.option("--visual-only", "mode", flag_value="visual",
+              help="CLIP alone, without the words read in the pictures.")
 @click.option("--no-parse-dates", is_flag=True,
               help='Keep dates in the query as words (by default "beach July 2023" searches "beach" in July 2023).')
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
@@ -88,8 +105,8 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 @device_option
 @json_option
 def query(terms, images, texts, min_score, background, collapse, top, after, before, camera, place, near,
-          folders, kind, min_size, sort, no_parse_dates, nprobe, rerank, index_dir, model, pretrained, device,
-          as_json):
+          folders, kind, min_size, sort, mode, no_parse_dates, nprobe, rerank, index_dir, model, pretrained,
+          device, as_json):
     """Search the index by TERMS (text, images, or a weighted sum of them), or by --image."""
     from clipsearch import BACKGROUND_PROMPTS, Calibrator, Matcher, Request, Term, read_texts
     from clipsearch.search.algebra import IMAGE
@@ -110,7 +127,7 @@ def query(terms, images, texts, min_score, background, collapse, top, after, bef
     where = filter_from(after, before, camera, place, near, folders, kind, min_size)
     queries = [list(terms)] if terms else [[Term(IMAGE, str(p))] for p in images]
     answers = [matcher.run(Request(q, k=top, texts=texts, where=where or None, sort=sort, min_score=min_score,
-                                   nprobe=nprobe, rerank=rerank, collapse=collapse,
+                                   nprobe=nprobe, rerank=rerank, collapse=collapse, mode=mode or "hybrid",
                                    parse_dates=not no_parse_dates)) for q in queries]
     for note in {a.understood.note for a in answers if a.understood.note}:
         click.echo(note, err=True)
@@ -156,6 +173,10 @@ def info(index_dir, failed, skipped, as_json):
                f"roots:    {', '.join(d['roots']) or '-'}\non disk:  {_human_bytes(d['bytes_on_disk'])}\n"
                f"schema:   {d['schema_version']}\nfailed:   {d['failed']} (--failed lists them)\n"
                f"skipped:  {sum(d['skipped'].values())} not images{': ' + kinds if kinds else ''} (--skipped)")
+    if d["ocr"]["read"]:
+        o = d["ocr"]
+        click.echo(f"text:     {o['with_text']} of {o['read']} pictures read bear words; {o['failed']} failed "
+                   "(`clipsearch ocr --failed`)")
     sets = d["vector_sets"]
     if p := sets.get("pending"):
         click.echo(f"reindex:  to {_model(p['model'])}: {p['images_done']}/{p['images_total']} images, "
@@ -215,9 +236,9 @@ def _refuse_index_inside(root: Path, paths) -> None:
                              "pass --index DIR outside your photo folders")
 
 
-def _print_summary(s, idx, as_json: bool) -> None:
+def _print_summary(s, idx, as_json: bool, more: dict | None = None) -> None:
     if as_json:
-        click.echo(json.dumps(s.to_dict() | {"total": len(idx), "index": str(idx.root)}, indent=2))
+        click.echo(json.dumps(s.to_dict() | {"total": len(idx), "index": str(idx.root)} | (more or {}), indent=2))
         return
     d = s.to_dict()
     for f in d["failed"][:20]:

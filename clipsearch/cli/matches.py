@@ -22,6 +22,14 @@ with an optional weight:
 The query vector is the normalised weighted sum of the terms' normalised embeddings.
 
 \b
+Words in pictures: once `clipsearch ocr` (or `index --ocr`) has read them, a query's words are
+also looked for in the pictures' text, and the two rankings are fused (reciprocal rank fusion;
+pictures whose text holds every word come first). "Quoted phrases" must match exactly; stop words
+("the", "a" ...) are ignored; --text-only and --visual-only switch the fusion off. JSON results
+carry "text_score" (BM25) and the "lines" that matched, with their boxes in the picture's pixels.
+With --text-only the score shown is the BM25; --min-score spares the pictures whose words matched.
+
+\b
 Calibrated score (JSON "calibrated", used by --min-score): for a text query over images or an
 image query over --texts, sigmoid(s*cos(image, text) - log mean_b exp(s*cos(image, b))) over
 generic prompts b ("a photo.", "an image." ...; --background FILE replaces them), s the model's
@@ -50,6 +58,8 @@ def print_matches(labels: list[str], found: list[list], as_json: bool, empty: st
         for m in matches:
             more = f"  (+{m.group - 1} near-duplicates)" if m.group and m.group > 1 else ""
             click.echo(f"{m.hit.score:.4f}  {_label(m.hit)}{more}")
+            for line in getattr(m, "lines", ())[:3]:
+                click.echo(f"        “{line.text}”")
 
 
 def _label(hit) -> str:

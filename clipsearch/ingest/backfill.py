@@ -14,15 +14,10 @@ from dataclasses import replace
 from typing import Callable
 
 from clipsearch.collection import Collection
-<<<<<<< HEAD
-from clipsearch.media.photometa import PhotoMeta, read_header
-=======
 from clipsearch.media.files import NO_STAT, stat_key
 from clipsearch.media.photometa import read_header
-from clipsearch.media.places import name_places
 from clipsearch.store.records import Failure
 from clipsearch.store.tables import FailureTable
->>>>>>> scale-bench
 
 Checkpoint = Callable[[str], None]
 #: Why a header gave nothing, when its reader didn't say (it returns no metadata for a file it can't stat).
@@ -52,18 +47,10 @@ def backfill_meta(images: Collection, unread: FailureTable, decode_map=map, grou
                    for p, h in read.items() if isinstance(h, Failure) or h[0].taken_source is None}
         read = {p: h for p, h in read.items() if p not in failed}
         # A file Pillow can't open (a video, most RAWs) still has its other fields; one that's gone has none.
-<<<<<<< HEAD
-        found = [(r, meta, size or (r.width, r.height)) for r in rows for meta, size in [read[r.path]]
-                 if meta.taken_source is not None]
-        # Place names are filled in by the images table, as for every row it stores.
-        updated = [replace(r, width=size[0], height=size[1], meta=meta) for r, meta, size in found]
-=======
         found = [(r, meta, size or (r.width, r.height)) for r in rows if r.path in read
                  for meta, size in [read[r.path]]]
-        metas = name_places([meta for _, meta, _ in found])
-        updated = [replace(r, width=size[0], height=size[1], meta=meta)
-                   for (r, _, size), meta in zip(found, metas)]
->>>>>>> scale-bench
+        # Place names are filled in by the images table, as for every row it stores.
+        updated = [replace(r, width=size[0], height=size[1], meta=meta) for r, meta, size in found]
         images.update(updated)
         done += len(updated)
         checkpoint("backfilled")

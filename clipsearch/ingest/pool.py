@@ -45,12 +45,15 @@ def decoding_map(workers: int, batch_size: int, timeout: float, n_files: int | N
 
 
 @contextmanager
-def decoding_pool(workers: int):
-    """A pebble process pool whose workers ignore Ctrl-C (the parent alone handles it, and stops them)."""
+def decoding_pool(workers: int, niceness: int = WORKER_NICENESS, init: Callable[[], None] | None = None):
+    """A pebble process pool whose workers ignore Ctrl-C (the parent alone handles it, and stops them);
+    `init()` runs in each worker as it starts, outside any file's time limit (loading a model)."""
+    import functools
+
     from pebble import ProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds torch threads and locks
-    pool = ProcessPool(max_workers=workers, context=ctx, initializer=_init_worker)
+    pool = ProcessPool(max_workers=workers, context=ctx, initializer=functools.partial(_init_worker, niceness, init))
     try:
         yield pool
     except BaseException:
@@ -62,14 +65,16 @@ def decoding_pool(workers: int):
         pool.join()
 
 
-def guarded_map(pool, fn: Callable, items: Iterable[str], window: int, timeout: float) -> Iterator:
-    """`fn(path)` for each path, in order, at most `window` in flight, each within `timeout` seconds.
+def guarded_map(pool, fn: Callable, items: Iterable, window: int, timeout: float,
+                path_of: Callable = lambda item: item) -> Iterator:
+    """`fn(item)` for each item (a path, or what `path_of` takes a path from), in order, at most
+    `window` in flight, each within `timeout` seconds.
 
-    A path whose worker times out, crashes or raises comes back as a Failure saying so.
+    An item whose worker times out, crashes or raises comes back as a Failure of its path saying so.
     """
     pending = deque()
     for item in items:
-        pending.append((item, pool.schedule(fn, args=(item,), timeout=timeout)))
+        pending.append((path_of(item), pool.schedule(fn, args=(item,), timeout=timeout)))
         if len(pending) >= window:
             yield _result(*pending.popleft(), timeout)
     while pending:
@@ -99,8 +104,11 @@ def _exit_reason(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _init_worker() -> None:
+def _init_worker(niceness: int = WORKER_NICENESS, init: Callable[[], None] | None = None) -> None:
     """Ctrl-C is the parent's to handle; and decoding yields the CPU to the encoder's threads,
     which otherwise stall at every barrier waiting for a core a decoder holds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(WORKER_NICENESS)
+    if niceness:
+        os.nice(niceness)
+    if init is not None:
+        init()

@@ -22,6 +22,7 @@ import numpy as np
 from clipsearch.ingest.backfill import backfill_meta
 from clipsearch.ingest.batch import Batch, decode_file, embed_decoded, hash_file
 from clipsearch.ingest.changes import Changes, find_changes
+from clipsearch.ingest.ocr import keep_in_step
 from clipsearch.config import Settings
 from clipsearch.errors import InputError
 from clipsearch.media.files import Scan, display_path, scan, under
@@ -59,6 +60,7 @@ class Summary:
     skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # files that are not images, by type
     notes: list[str] = field(default_factory=list)  # e.g. the ANN index was rebuilt
+    text_pending: int = 0  # pictures whose words are not read yet, in an index where some are (ocr.py)
     seconds: float = 0.0
 
     @property
@@ -112,6 +114,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
             index.images.compact()
             checkpoint("compacted")
         index.images.sync()
+        summary.text_pending = keep_in_step(index)  # the text of removed and changed files goes too
         index.skipped.update(resolved, found.not_media, kept=[p for p, _ in found.skipped])
         index.add_roots(resolved)
         summary.notes = list(index.images.notes) + (
@@ -143,6 +146,7 @@ def remove_paths(index: Index, paths: list[str]) -> int:
             index.skipped.update(targets, [])
         index.manifest.roots = [r for r in index.manifest.roots if not under(r, targets)]
         index.images.sync()
+        keep_in_step(index)
         index.write_manifest()
     return len(ids)
 

@@ -7,6 +7,7 @@ the index's write lock and keeps the ANN index in step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from clipsearch.media.places import with_places
 from clipsearch.store.records import (ADDED_COLUMNS, FAILURES, IMAGES, META_FIELDS, ROW_COLUMNS, Failure, Hit, Row,
                                       TextHit, failure_schema, image_schema, meta_columns, meta_fields,
                                       meta_from_columns, path_columns, path_from_columns, text_schema)
+
+
+_HEX = re.compile(r"[0-9a-f]{1,128}")
 
 
 class Store:
@@ -278,6 +282,14 @@ class ImageTable(VectorTable):
             found = {r["id"]: (r["path"], r["width"], r["height"], r.get("time_s"), r["meta"])
                      for r in (meta_from_columns(path_from_columns(r)) for r in records)}
         return [Hit(f[0], float(s), int(i), *f[1:]) for i, s in zip(ids, scores) if (f := found.get(int(i)))]
+
+    def with_hashes(self, hashes) -> list[tuple[int, str, float | None]]:
+        """(id, hash, time_s) of the rows whose content hash is one of `hashes` (hex strings)."""
+        hashes = sorted({h for h in hashes if _HEX.fullmatch(h)})
+        if not hashes or "hash" not in self.schema.names:
+            return []
+        t = self._query(f"hash IN ({','.join(repr(h) for h in hashes)})", ["id", "hash", "time_s"])
+        return list(zip(t.column("id").to_pylist(), t.column("hash").to_pylist(), t.column("time_s").to_pylist()))
 
     def paths_without_meta(self) -> dict[int, str]:
         """id -> path of the rows whose metadata was never read (from before schema 6, or moved files)."""
