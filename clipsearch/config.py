@@ -134,7 +134,7 @@ class Settings:
     serve_port: int = 8000
     serve_max_body_bytes: int = 32_000_000  # larger bodies get 413; an upload's base64 (4/3 x 20 MB) fits
     serve_max_k: int = 10_000  # results one request may ask for
-    serve_image_px: int = 2048  # /image/{id} of a file a browser can't show (RAW, HEIC, a video frame): JPEG of this size
+    serve_image_px: int = 2048  # /image/{id} of a RAW, HEIC, video frame...: a JPEG this big
     text_cache_size: int = 4096  # text encodings a server keeps (2 KB each at 512-d)
     live_poll_s: float = 1.0  # how often a server looks for commits to its index
     video: VideoSampling = VideoSampling()

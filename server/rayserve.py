@@ -77,7 +77,9 @@ def deploy(root: Path, n: int, make_encoder: Callable, settings: Settings, *, ho
     import lance
 
     from clipsearch.index import open_index
+    from clipsearch.server.auth import check_bind
 
+    check_bind(host, token)  # the proxy, too, stays on loopback without a token
     index = open_index(root)
     if len(index) == 0:
         raise InputError(f"the index at {root} has no images to shard: index some first")

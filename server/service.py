@@ -157,8 +157,9 @@ class Service:
         index = self.state.index
         return {"name": self.name, "images": self.state.images, "model": index.identity.to_dict(),
                 "ann": index.images.info()["ann"], "texts": {n: len(index.texts(n)) for n in index.text_names()},
-                "generation": self.live.generation, "text_cache": {"hits": self.encoder.hits,
-                                                                    "misses": self.encoder.misses}}
+                "generation": self.live.generation, "reload_error": self.live.error,
+                "text_cache": {"hits": self.encoder.hits, "misses": self.encoder.misses,
+                               "batches": self.encoder.batches}}
 
 
 def describe_query(query) -> str | None:
