@@ -225,9 +225,9 @@ class Collection:
         """Images only: every row without its metadata (`meta` None), what planning an `index` run needs."""
         return self.table.all_rows()
 
-    def ids_without_meta(self) -> np.ndarray:
-        """Images only: int64 ids of the rows whose metadata was never read (see backfill.py)."""
-        return self.table.ids_without_meta()
+    def paths_without_meta(self) -> dict[int, str]:
+        """id -> path of the images whose metadata was never read (older indexes, moved files)."""
+        return self.table.paths_without_meta()
 
     def texts(self, ids=None) -> dict[int, str]:
         """Text collections only: id -> text, for every row or those of `ids`."""
