@@ -10,8 +10,9 @@ import numpy as np
 import streamlit as st
 
 from clipsearch.collection import Collection
-from clipsearch.store.filters import KINDS, Filter, make_filter
 from clipsearch.index import Index
+from clipsearch.media.kinds import KINDS
+from clipsearch.store.filters import Filter, make_filter
 
 ANY = "any"
 OLDEST = date(1826, 1, 1)  # the first photograph: the date picker's floor when the index has no dates

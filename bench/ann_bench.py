@@ -1,4 +1,4 @@
-"""Benchmark clipsearch.ann.index on synthetic CLIP-like vectors: recall@10, latency, size, build time.
+"""Benchmark clipsearch.ann (AnnIndex, choose_spec, the exact re-rank) on synthetic CLIP-like vectors: recall@10, latency, size, build time.
 
 Run by hand (not a test); a 1M run takes about 10 minutes on 2 cores:
 
@@ -28,7 +28,9 @@ import numpy as np
 # steal the CPU from each other (PQ training ran 4x slower). Must be set before faiss loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from clipsearch.ann import index as ann
+from clipsearch.ann import refine  # noqa: E402
+from clipsearch.ann import spec as annspec  # noqa: E402
+from clipsearch.ann.index import AnnIndex  # noqa: E402
 
 K = 10
 
@@ -89,7 +91,7 @@ def searcher(index, xb, nprobe, factor):
         if not factor:
             return index.search(xq, K, nprobe)[1]
         _, C = index.search(xq, factor * K, nprobe)
-        return ann.rerank(xq, C, lookup, K)[1]
+        return refine.rerank(xq, C, lookup, K)[1]
 
     return run
 
@@ -125,7 +127,7 @@ def bench_spec(xb, xq, gt, spec, nprobes, factors, nlat):
     n = len(xb)
     log(f"N={n}: building {spec.describe()}")
     t0 = time.perf_counter()
-    index = ann.AnnIndex.build(xb, np.arange(n, dtype=np.int64), spec)
+    index = AnnIndex.build(xb, np.arange(n, dtype=np.int64), spec)
     build_s = time.perf_counter() - t0
     bpv = index_bytes(index) / n
     log(f"N={n}: built in {build_s:.1f}s, {bpv:.1f} B/vector")
@@ -146,7 +148,7 @@ def bench_spec(xb, xq, gt, spec, nprobes, factors, nlat):
                     "p99_ms": round(p99, 3),
                     "batch_qps": round(qps, 1),
                     "default": spec.kind == "flat"
-                    or (nprobe == spec.nprobe and factor == ann.RERANK_FACTOR),
+                    or (nprobe == spec.nprobe and factor == refine.RERANK_FACTOR),
                 }
             )
             log(f"N={n}: {rows[-1]}")
@@ -203,22 +205,22 @@ def main(argv=None):
     for n in args.sizes:
         log(f"N={n}: generating data")
         xb, xq, gt = dataset(n, args.nq, args.cache)
-        spec = ann.choose_spec(n, xb.shape[1])
+        spec = annspec.choose_spec(n, xb.shape[1])
         if spec.kind == "flat":  # small N: still show what IVF-PQ would do
-            spec = ann.choose_spec(max(n, ann.FLAT_MAX + 1), xb.shape[1])
+            spec = annspec.choose_spec(max(n, annspec.FLAT_MAX + 1), xb.shape[1])
         if args.nlist or args.m:
             nlist = args.nlist or spec.nlist
-            spec = ann.AnnSpec(
+            spec = annspec.AnnSpec(
                 "ivfpq",
                 spec.dim,
                 nlist,
                 args.m or spec.m,
                 8,
-                min(n, ann.TRAIN_PER_CENTROID * nlist),
+                min(n, annspec.TRAIN_PER_CENTROID * nlist),
                 spec.nprobe,
             )
         if not args.no_flat:
-            rows += bench_spec(xb, xq, gt, ann.AnnSpec("flat", xb.shape[1]), [], [], args.nlat)
+            rows += bench_spec(xb, xq, gt, annspec.AnnSpec("flat", xb.shape[1]), [], [], args.nlat)
         rows += bench_spec(xb, xq, gt, spec, args.nprobes, args.factors, args.nlat)
         del xb, xq, gt
         load.append(os.getloadavg()[0])

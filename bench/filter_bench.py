@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ann_bench import make_data  # noqa: E402
 
 from clipsearch.ann import selection
-from clipsearch.ann.index import AnnIndex, choose_spec  # noqa: E402
+from clipsearch.ann.index import AnnIndex  # noqa: E402
+from clipsearch.ann.spec import choose_spec  # noqa: E402
 from clipsearch.store.filters import Filter  # noqa: E402
 from clipsearch.index import create_index  # noqa: E402
 from clipsearch.models.encoder import ModelIdentity  # noqa: E402

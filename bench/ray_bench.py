@@ -77,7 +77,7 @@ def bench_ann(a) -> dict:
     import ray
 
     from clipsearch import AnnIndex, choose_spec
-    from clipsearch.ann.index import rerank
+    from clipsearch.ann.refine import rerank
     from clipsearch.indexer import ray_ann
 
     xb, xq, gt = dataset(a.n, 1000, Path(a.cache) if a.cache else None)

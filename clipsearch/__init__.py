@@ -12,7 +12,8 @@ Library API (the CLI, the indexer and the UI are thin layers over it):
         print(m.score, m.hit.path)
 """
 
-from clipsearch.ann.index import AnnIndex, AnnSpec, choose_spec
+from clipsearch.ann.index import AnnIndex
+from clipsearch.ann.spec import AnnSpec, choose_spec
 from clipsearch.ingest.batch import Batch, Decoded, decode_file, embed_decoded, embed_files
 from clipsearch.store.records import Failure
 from clipsearch.config import PRESETS, Settings, default_index_dir

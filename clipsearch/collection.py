@@ -17,13 +17,15 @@ from typing import Callable
 
 import numpy as np
 
-from clipsearch.ann.index import RERANK_FACTOR, AnnIndex, choose_spec
-from clipsearch.store import snapshot
-from clipsearch.ann.refine import Refine
+from clipsearch.ann.index import AnnIndex
+from clipsearch.ann.refine import RERANK_FACTOR, Refine
+from clipsearch.ann.selection import search_among
+from clipsearch.ann.spec import choose_spec, outgrown
 from clipsearch.errors import IndexDirError, InputError
+from clipsearch.store import snapshot
 from clipsearch.store.filters import Filter
 from clipsearch.store.lock import WriteLock
-from clipsearch.ann.selection import search_among
+from clipsearch.store.records import Row
 from clipsearch.store.tables import Store, VectorTable
 
 LegacyGeneration = Callable[[], "int | None"]
@@ -58,12 +60,9 @@ class Collection:
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getattr__(self, name: str):
-        """Reads (rows, all_rows, texts, vectors, vectors_of ...) pass through to the typed table;
-        its writes are private to this class, which takes the lock and keeps the ANN index in step."""
-        if name.startswith("_") or name == "table":
-            raise AttributeError(name)
-        return getattr(self.table, name)
+    @property
+    def dim(self) -> int:
+        return self.table.dim
 
     # --- writing -------------------------------------------------------------------------
 
@@ -73,15 +72,12 @@ class Collection:
         with self._writing():
             ann = self.ann()  # before the commit, so that loading it doesn't see a moved table
             self.table._create(self._store)
-            if self._next_id is None:
-                self._next_id = self.table.max_id() + 1
-            if ids is None:
-                ids = np.arange(self._next_id, self._next_id + len(records), dtype=np.int64)
-            ids = np.asarray(ids, np.int64)
+            ids = self.reserve_ids(len(records)) if ids is None else np.asarray(ids, np.int64)
             if len(records):
                 self.table._append(self.table._columns(records), ids, xb)
                 ann.add(xb, ids)
-                self._next_id = max(self._next_id, int(ids.max()) + 1)
+                if self._next_id is not None:  # else worked out from the table, these ids included
+                    self._next_id = max(self._next_id, int(ids.max()) + 1)
             return ids
 
     def reserve_ids(self, n: int) -> np.ndarray:
@@ -157,7 +153,7 @@ class Collection:
         """
         with self._writing():
             ann, note = self.ann(), None
-            if ann.needs_rebuild(len(ann)):
+            if outgrown(ann.spec, len(ann)):
                 old = ann.spec.describe()
                 ann = self._ann = self._build_ann()
                 note = f"ANN index of {self.name} rebuilt for {len(ann)} vectors: {old} -> {ann.spec.describe()}"
@@ -201,11 +197,11 @@ class Collection:
         if k <= 0:
             return [[] for _ in range(len(xq))]
         xq = np.ascontiguousarray(xq, np.float32)
+        depth = (rerank or RERANK_FACTOR) * k
         if where:
-            D, I, _ = search_among(ann, xq, k, self.matching(where), self.vectors_of, nprobe,
-                                   rerank or RERANK_FACTOR)
+            D, I, _ = search_among(ann, xq, k, self.matching(where), self.vectors_of, nprobe, depth)
         else:
-            D, I = ann.search_exact(xq, k, nprobe, (rerank or RERANK_FACTOR) * k, self.table.vectors_of)
+            D, I = ann.search_exact(xq, k, nprobe, depth, self.table.vectors_of)
         snap = self._snapshot
         return [self.table.hits(ids[ids >= 0], ds[ids >= 0], snap and snap.records(ids[ids >= 0]))
                 for ds, ids in zip(D, I)]
@@ -215,6 +211,35 @@ class Collection:
         when it holds them (no table read)."""
         xb = self.ann().vectors_of(np.asarray(ids, np.int64))
         return xb if xb is not None else self.table.vectors_of(ids)
+
+    def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (N,) int64, vectors (N, D) float32) read from the table: all of them or those of `ids`
+        still stored, in no particular order."""
+        return self.table.vectors(ids)
+
+    def rows(self, ids) -> dict[int, Row]:
+        """Images only: rows by id, with their metadata; ids not stored are absent."""
+        return self.table.rows(ids)
+
+    def all_rows(self) -> list[Row]:
+        """Images only: every row without its metadata (`meta` None), what planning an `index` run needs."""
+        return self.table.all_rows()
+
+    def ids_without_meta(self) -> np.ndarray:
+        """Images only: int64 ids of the rows whose metadata was never read (see backfill.py)."""
+        return self.table.ids_without_meta()
+
+    def texts(self, ids=None) -> dict[int, str]:
+        """Text collections only: id -> text, for every row or those of `ids`."""
+        return self.table.texts(ids)
+
+    def batches(self, names):
+        """Those of the named columns the table has, for every row, as Arrow record batches."""
+        return self.table.batches(names)
+
+    def fragments(self) -> int:
+        """How many small fragments the table holds: `compact` merges them."""
+        return self.table.fragments()
 
     def matching(self, where: Filter) -> np.ndarray:
         """Sorted int64 ids of the records `where` lets through (none when the table lacks its

@@ -1,4 +1,5 @@
-"""clipsearch.ann.index checked against exact (numpy) search on seeded Gaussian-mixture data."""
+"""clipsearch.ann (spec, index, the exact re-rank) checked against exact (numpy) search on seeded
+Gaussian-mixture data."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import os
 import numpy as np
 import pytest
 
-from clipsearch.ann import index as ann
-from clipsearch.ann.index import AnnIndex, AnnSpec, choose_spec, rerank
+from clipsearch.ann import spec as annspec
+from clipsearch.ann.index import AnnIndex
+from clipsearch.ann.refine import RERANK_FACTOR, rerank
+from clipsearch.ann.spec import AnnSpec, choose_spec, outgrown
 from clipsearch.errors import IndexDirError, InputError
 
 
@@ -87,8 +90,8 @@ def test_ivfpq_rerank_recall_above_bound(data, ivfpq):
     xb, ids, xq = data
     _, gt = brute_force(xq, xb, ids, 10)
     _, I_raw = ivfpq.search(xq, 10)
-    _, C = ivfpq.search(xq, ann.RERANK_FACTOR * 10)
-    D, I = rerank(xq, C, lookup_for(xb, ids), 10)
+    _, C = ivfpq.search(xq, RERANK_FACTOR * 10)
+    D, I, _ = rerank(xq, C, lookup_for(xb, ids), 10)
     assert recall(I, gt) >= 0.9
     assert recall(I, gt) >= recall(I_raw, gt)
     assert (np.diff(D, axis=1) <= 0).all()
@@ -110,7 +113,7 @@ def test_exhaustive_probe_with_rerank_is_exact():
     D0, I0 = brute_force(xq, xb, ids, k)
     assert (A[:, kc - 1] < D0[:, k - 1] - eps).all(), "candidate set not provably large enough"
     _, C = index.search(xq, kc, nprobe=spec.nlist)
-    D, I = rerank(xq, C, lookup_for(xb, ids), k)
+    D, I, _ = rerank(xq, C, lookup_for(xb, ids), k)
     np.testing.assert_array_equal(I, I0)
     np.testing.assert_allclose(D, D0, atol=1e-5)
 
@@ -124,7 +127,7 @@ def test_add_is_searchable_without_retraining(data, kind):
     index.add(xb[8000:9000], ids[8000:9000])
     assert len(index) == 9000 and index.trained_on == trained_on
     _, C = index.search(xb[8000:9000], 40)
-    _, I = rerank(xb[8000:9000], C, lookup_for(xb, ids), 1)
+    _, I, _ = rerank(xb[8000:9000], C, lookup_for(xb, ids), 1)
     assert (I[:, 0] == ids[8000:9000]).mean() >= 0.99
 
 
@@ -176,12 +179,12 @@ def test_load_damaged_file_raises(data, tmp_path, damage):
 
 
 def test_choose_spec_flat_below_threshold():
-    for n in (0, 10, 1000, ann.FLAT_MAX):
+    for n in (0, 10, 1000, annspec.FLAT_MAX):
         assert choose_spec(n, 512) == AnnSpec("flat", 512)
-    assert choose_spec(ann.FLAT_MAX + 1, 512).kind == "ivfpq"
+    assert choose_spec(annspec.FLAT_MAX + 1, 512).kind == "ivfpq"
 
 
-@pytest.mark.parametrize("n", [ann.FLAT_MAX + 1, 100_000, 300_000, 1_000_000, 4_000_000, 10**7])
+@pytest.mark.parametrize("n", [annspec.FLAT_MAX + 1, 100_000, 300_000, 1_000_000, 4_000_000, 10**7])
 def test_choose_spec_ivfpq_sizes(n):
     spec = choose_spec(n, 512)
     assert spec.kind == "ivfpq" and spec.nbits == 8
@@ -203,43 +206,62 @@ def test_choose_spec_nlist_grows_with_n():
 def test_choose_spec_respects_memory_budget(budget):
     free = choose_spec(10**6, 512)
     spec = choose_spec(10**6, 512, memory_budget=budget)
-    assert ann.estimate_bytes(spec, 10**6) <= budget
+    assert annspec.estimate_bytes(spec, 10**6) <= budget
     assert spec.m <= free.m and 512 % spec.m == 0
     with pytest.raises(InputError, match="budget"):
         choose_spec(10**6, 512, memory_budget=10**6)
     small = choose_spec(20_000, 512, memory_budget=budget // 10)
-    assert ann.estimate_bytes(small, 20_000) <= budget // 10
+    assert annspec.estimate_bytes(small, 20_000) <= budget // 10
 
 
-def test_needs_rebuild():
-    flat = AnnIndex(None, choose_spec(1000, 512))
-    assert not flat.needs_rebuild(ann.FLAT_MAX) and flat.needs_rebuild(ann.FLAT_MAX + 1)
-    ivf = AnnIndex(None, choose_spec(100_000, 512), trained_on=65_536)
-    assert not ivf.needs_rebuild(100_000) and not ivf.needs_rebuild(500_000)
-    assert ivf.needs_rebuild(5_000_000)  # nlist would be 4x
-    assert ivf.needs_rebuild(ann.FLAT_MAX // 4) and not ivf.needs_rebuild(ann.FLAT_MAX - 1)
+def test_outgrown():
+    flat = choose_spec(1000, 512)
+    assert not outgrown(flat, annspec.FLAT_MAX) and outgrown(flat, annspec.FLAT_MAX + 1)
+    ivf = choose_spec(100_000, 512)
+    assert not outgrown(ivf, 100_000) and not outgrown(ivf, 500_000)
+    assert outgrown(ivf, 5_000_000)  # nlist would be 4x
+    assert outgrown(ivf, annspec.FLAT_MAX // 4) and not outgrown(ivf, annspec.FLAT_MAX - 1)
+
+
+@pytest.mark.parametrize("nq", [1, 7])
+def test_rerank_of_every_vector_is_brute_force(data, nq):
+    """The one exact re-rank, handed every vector as a candidate (shuffled, -1 padded): its top k are
+    numpy's exact top k, the same ids in the same order, and S holds every candidate's exact score."""
+    xb, ids, xq = data
+    xb, ids = xb[:3000], ids[:3000]
+    rng = np.random.default_rng(5)
+    C = np.stack([np.concatenate([rng.permutation(ids), np.full(7, -1)]) for _ in range(nq)])
+    rng.shuffle(C, axis=1)
+    D, I, S = rerank(xq[:nq], C, lookup_for(xb, ids), 25)
+    D0, I0 = brute_force(xq[:nq], xb, ids, 25)
+    np.testing.assert_array_equal(I, I0)
+    np.testing.assert_allclose(D, D0, rtol=0, atol=1e-6)
+    row = {int(i): r for r, i in enumerate(ids)}
+    exact = np.array([[xb[row[int(c)]] @ q if c >= 0 else -np.inf for c in cs] for q, cs in zip(xq[:nq], C)])
+    np.testing.assert_allclose(S, exact, rtol=0, atol=1e-6)
 
 
 def test_rerank_pads_and_skips_missing():
     xb = mixture(50, d=16)
     cand = np.array([[3, -1, 7, 1], [-1, -1, -1, -1]], dtype=np.int64)
     seen = []
-    D, I = rerank(xb[:2], cand, lambda ids: seen.append(ids) or xb[ids], 6)
+    D, I, S = rerank(xb[:2], cand, lambda ids: seen.append(ids) or xb[ids], 6)
     np.testing.assert_array_equal(seen[0], [1, 3, 7])
     order = np.argsort(-(xb[[3, 7, 1]] @ xb[0]))
     np.testing.assert_array_equal(I[0], [*np.array([3, 7, 1])[order], -1, -1, -1])
     assert (I[1] == -1).all() and np.isneginf(D[1]).all() and np.isneginf(D[0, 3:]).all()
+    np.testing.assert_array_equal(np.isneginf(S), cand < 0)  # every candidate scored, padding -inf
 
 
 def test_hnsw_coarse_quantizer(data, monkeypatch, tmp_path):
     """Large nlist switches to an HNSW coarse quantizer; same API, recall and round trip."""
     xb, ids, xq = data
-    monkeypatch.setattr(ann, "HNSW_NLIST", 64)
+    monkeypatch.setattr(annspec, "HNSW_NLIST", 64)
     spec = AnnSpec("ivfpq", 128, nlist=64, m=16, train_size=8192, nprobe=16)
     assert spec.factory() == "IVF64_HNSW32,PQ16"
     index = AnnIndex.build(xb, ids, spec)
     _, C = index.search(xq, 100)
-    _, I = rerank(xq, C, lookup_for(xb, ids), 10)
+    _, I, _ = rerank(xq, C, lookup_for(xb, ids), 10)
     assert recall(I, brute_force(xq, xb, ids, 10)[1]) >= 0.9
     index.save(tmp_path / "ann.bin")
     np.testing.assert_array_equal(AnnIndex.load(tmp_path / "ann.bin").search(xq, 100)[1], C)
@@ -266,5 +288,5 @@ def test_gpu_build_matches_cpu_recall(data):
     xb, ids, xq = data
     index = AnnIndex.build(xb, ids, AnnSpec("ivfpq", 128, 64, 16, 8, 8192, 16))
     _, C = index.search(np.repeat(xq, 3, axis=0), 100)  # big batch: searched on the GPU
-    _, I = rerank(np.repeat(xq, 3, axis=0), C, lookup_for(xb, ids), 10)
+    _, I, _ = rerank(np.repeat(xq, 3, axis=0), C, lookup_for(xb, ids), 10)
     assert recall(I[: len(xq)], brute_force(xq, xb, ids, 10)[1]) >= 0.9

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from clipsearch import AnnIndex, AnnSpec, choose_spec
-from clipsearch.ann.shards import (build_sharded, load_mmap, merge_ondisk, add_shard,
-                                   sample_positions, scale_spec, train)
+from clipsearch.ann.shards import add_shard, merge, sample_positions, scale_spec, train
 
 SPEC = AnnSpec("ivfpq", 32, nlist=32, m=4, nbits=8, train_size=10_000, nprobe=4)
 N = 12_000
@@ -40,24 +39,17 @@ def _same_results(a: AnnIndex, b: AnnIndex, xq, nprobe):
         assert sorted(ra[da > da[-1] + 1e-5]) == sorted(rb[da > da[-1] + 1e-5])
 
 
-def test_sharded_build_equals_single_build(data):
+@pytest.mark.parametrize("n_shards", [1, 3])
+def test_sharded_build_equals_single_build(data, n_shards):
+    """train -> add_shard per shard -> merge, as indexer/ray_ann.py runs them on Ray tasks."""
     ids, xb, xq = data
     single = AnnIndex.build(xb, ids, SPEC)
     xt = xb[sample_positions(len(xb), SPEC)]
-    sharded = build_sharded(SPEC, xt, _shards(ids, xb, 3))
-    assert len(sharded) == len(single) == len(xb)
+    trained = train(SPEC, xt)
+    sharded = merge(trained, [add_shard(trained, s) for s in _shards(ids, xb, n_shards)], SPEC, len(xt))
+    assert len(sharded) == len(single) == len(xb) and sharded.trained_on == single.trained_on
     _same_results(single, sharded, xq, nprobe=SPEC.nlist)  # exhaustive: exactly the same
     _same_results(single, sharded, xq, nprobe=SPEC.nprobe)  # same lists, so the same at any nprobe
-
-
-def test_ondisk_merge_serves_memory_mapped(data, tmp_path):
-    ids, xb, xq = data
-    trained = train(SPEC, xb[sample_positions(len(xb), SPEC)])
-    shards = [add_shard(trained, s) for s in _shards(ids, xb, 4)]
-    path = merge_ondisk(trained, shards, tmp_path, "images", "v7")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.faiss", "images.v7.ivfdata"]
-    mapped = load_mmap(path, SPEC, len(xb))
-    _same_results(AnnIndex.build(xb, ids, SPEC), mapped, xq, nprobe=SPEC.nlist)
 
 
 def test_scale_spec_follows_the_faiss_guidelines():

@@ -15,7 +15,7 @@ from PIL import Image
 
 from support import shapes
 from clipsearch import embed_files, load_encoder
-from clipsearch.ingest.batch import DRAFT_OVERSAMPLE
+from clipsearch.media.picture import DRAFT_OVERSAMPLE
 from clipsearch.media.image import load_image
 from clipsearch.models.encoder import speed_up
 

@@ -17,7 +17,7 @@ from clipsearch.cli import main
 from clipsearch.errors import ImageError
 from clipsearch.media.files import scan
 from clipsearch.media.image import load_image
-from clipsearch.media.kinds import IMAGE, kind_of
+from clipsearch.media.kinds import PHOTO, file_kind
 
 SHAPE = shapes.draw("blue", "star", size=64, seed=1)
 
@@ -64,14 +64,14 @@ _STRONG = sorted(set(formats.WRITERS) - {"tga", "tga-rgba", "pcx", "fli", "eps"}
 def test_content_not_the_name_says_image(name, tmp_path):
     path = tmp_path / "renamed.bin"
     formats.WRITERS[name][1](SHAPE, path)
-    assert kind_of(str(path)) == IMAGE
+    assert file_kind(str(path)) == PHOTO
 
 
 @pytest.mark.parametrize("content", [b"", b"hello\n", b"%PDF-1.7\n", b"PK\x03\x04zipzip", b"#define X 1\n",
                                      b"\x0a\x05\x01\x08 looks like PCX", bytes(range(256))])
 def test_other_files_are_not_images(content, tmp_path):
     (tmp_path / "f.dat").write_bytes(content)
-    assert kind_of(str(tmp_path / "f.dat")) is None
+    assert file_kind(str(tmp_path / "f.dat")) is None
 
 
 def test_scan_decodes_nothing_to_judge_files(tmp_path, monkeypatch):

@@ -123,20 +123,20 @@ def test_file_changing_while_read_is_retried_next_run(encoder, shapes_dir, tmp_p
     victim = sorted(photos.glob("*.png"))[0]
     import clipsearch.ingest.batch as batch
 
-    real = batch.load_image
+    real = batch.frames_of
 
-    def load_and_edit(path, **kw):
-        img = real(path, **kw)
+    def load_and_edit(path, *args, **kw):
+        frames = real(path, *args, **kw)
         if Path(path) == victim:
             with open(victim, "ab") as f:
                 f.write(b"appended while it was being read")
-        return img
+        return frames
 
-    monkeypatch.setattr(batch, "load_image", load_and_edit)
+    monkeypatch.setattr(batch, "frames_of", load_and_edit)
     index = create_index(tmp_path / "idx", encoder.identity)
     first = add_paths(index, encoder, [str(photos)])
     assert [(Path(f.path), "changed while being read" in f.reason) for f in first.failed] == [(victim, True)]
-    monkeypatch.setattr(batch, "load_image", real)
+    monkeypatch.setattr(batch, "frames_of", real)
     second = add_paths(index, encoder, [str(photos)])
     assert second.new == 1 and second.failed == [] and index.failures.all() == []
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clipsearch import AnnIndex, ModelIdentity, create_index, open_index
-from clipsearch.ann import index as ann_module
+from clipsearch.ann import spec as annspec
 from clipsearch.store.records import Row
 
 DIM = 16
@@ -28,7 +28,7 @@ def _rows(n, start=0):
 def small_flat_max():
     # IVF-PQ from 1,000 vectors on, so a test-sized collection takes the approximate path.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ann_module, "FLAT_MAX", 1000)
+        mp.setattr(annspec, "FLAT_MAX", 1000)
         yield
 
 

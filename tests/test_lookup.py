@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from clipsearch import ModelIdentity, create_index, open_index
-from clipsearch.ann import index as ann_module
+from clipsearch.ann import spec as annspec
 from clipsearch.store.records import Row
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -68,7 +68,7 @@ def test_readers_find_the_same_rows_from_the_snapshot(churned):
 
 
 def test_refine_holds_exact_vectors_by_id(monkeypatch, tmp_path):
-    monkeypatch.setattr(ann_module, "FLAT_MAX", 1000)
+    monkeypatch.setattr(annspec, "FLAT_MAX", 1000)
     xb = _unit(12_000, 1)
     index = create_index(tmp_path / "idx", ModelIdentity("m", "w", DIM))
     with index.writing():
@@ -93,7 +93,7 @@ def test_refine_holds_exact_vectors_by_id(monkeypatch, tmp_path):
 
 
 def test_ann_file_of_before_the_refine_stage_gets_it_at_the_next_write(monkeypatch, tmp_path):
-    monkeypatch.setattr(ann_module, "FLAT_MAX", 1000)
+    monkeypatch.setattr(annspec, "FLAT_MAX", 1000)
     xb = _unit(12_000, 2)
     index = create_index(tmp_path / "idx", ModelIdentity("m", "w", DIM))
     with index.writing():

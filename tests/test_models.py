@@ -7,23 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from clipsearch import ModelError, load_encoder
 from clipsearch.models import weights as weights_module
 from clipsearch.models.bundle import find_imported, import_model
-from clipsearch.cli import main
 from clipsearch.config import PRESETS, resolve_model
 from clipsearch.errors import InputError
+from support.clirun import Cli
 from support.modelfiles import make_bundle
 
 HUB_TOKENIZER = {name for name, (arch, _) in PRESETS.items() if "SigLIP2" in arch}
 
 
 def _cli(*args) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
+    """`clipsearch ARGS` as given (no tiny-model options added): its output; it must succeed."""
+    return Cli(None, None, ok=True)(*args, model=False).output
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

@@ -35,7 +35,7 @@ def test_vectors_by_id_and_delete(tmp_path):
     xb = _unit(6)
     images.add(_rows(6), xb)
     images.remove([1, 4])
-    assert len(images) == 4 and images.max_id() == 5
+    assert len(images) == 4 and images.table.max_id() == 5
     ids, got = images.vectors([5, 0, 4])
     assert sorted(ids.tolist()) == [0, 5]
     np.testing.assert_array_equal(got[ids.tolist().index(5)], xb[5])
@@ -76,4 +76,4 @@ def test_each_add_is_one_new_version_and_reopen_sees_it(tmp_path):
 def test_empty_table_reads(tmp_path):
     images = _images(tmp_path)
     ids, xb = images.vectors()
-    assert ids.shape == (0,) and xb.shape == (0, 8) and images.max_id() == -1 and images.all_rows() == []
+    assert ids.shape == (0,) and xb.shape == (0, 8) and images.table.max_id() == -1 and images.all_rows() == []

@@ -148,10 +148,10 @@ def _write(folder, name, lines):
 @pytest.fixture
 def big_texts(tmp_path, monkeypatch):
     """An index with a 10,000-text collection "big" past FLAT_MAX (IVF-PQ), random unit vectors."""
-    import clipsearch.ann.index as ann
+    import clipsearch.ann.spec as annspec
     from clipsearch import ModelIdentity, create_index
 
-    monkeypatch.setattr(ann, "FLAT_MAX", 1000)
+    monkeypatch.setattr(annspec, "FLAT_MAX", 1000)
     index = create_index(tmp_path / "idx", ModelIdentity("m", "w", 16))
     coll = index.texts("big", create=True)
     rng = np.random.default_rng(0)

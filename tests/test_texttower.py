@@ -10,14 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from clipsearch import BACKGROUND_PROMPTS, ModelIdentity, create_index, load_encoder, open_index
 from clipsearch.models import texttower
-from clipsearch.cli import main
 from clipsearch.store.records import Row
 from clipsearch.models.tokenizer import simple_tokenizer
 from clipsearch.models.weights import fingerprint
+from support.clirun import Cli
 
 TEXTS = ["a red circle", "A BLUE   square!", "", "crème brûlée ☕ at 5 o'clock", "triangle " * 40,
          "&amp; <b>html</b> entities", "ümlaut ÆØÅ 日本語"]
@@ -79,13 +78,10 @@ def test_export_is_used_only_for_its_model_and_files(encoder, tower, tower_cache
 
 def test_cold_query_loads_neither_torch_nor_lancedb_and_answers_like_the_model(tiny_model, shapes_dir, tmp_path, tower):
     index = tmp_path / "index"
-    model = ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights)]
-    result = CliRunner().invoke(main, ["index", str(shapes_dir), "--index", str(index), "--workers", "1",
-                                       "--quiet", *model])
-    assert result.exit_code == 0, result.output
+    cli = Cli(tiny_model, index, ["--workers", "1", "--quiet"], ok=True)
+    cli("index", shapes_dir)
     query = ["query", "a red circle", "--index", str(index), "-k", "5", "--json"]
-    exact = CliRunner().invoke(main, [*query, *model])  # the open_clip model, as before
-    assert exact.exit_code == 0, exact.output
+    exact = cli("query", "a red circle", "-k", "5", "--json")  # the open_clip model, as before
     code = ("import io, json, sys, contextlib\nfrom clipsearch.cli import main\nout = io.StringIO()\n"
             f"with contextlib.redirect_stdout(out):\n    main({query!r}, standalone_mode=False)\n"
             f"print(json.dumps([json.loads(out.getvalue()), sorted(m for m in {HEAVY!r} if m in sys.modules)]))")
@@ -99,8 +95,7 @@ def test_cold_query_loads_neither_torch_nor_lancedb_and_answers_like_the_model(t
         assert f["calibrated"] == pytest.approx(w["calibrated"], abs=1e-3)
         assert (f["width"], f["height"]) == (w["width"], w["height"])
     image = sorted(shapes_dir.glob("*.png"))[0]  # an image query loads the model on demand
-    found = CliRunner().invoke(main, ["query", "--image", str(image), "--index", str(index), "-k", "1", "--json"])
-    assert found.exit_code == 0, found.output
+    found = cli("query", "--image", image, "-k", "1", "--json", model=False)
     assert json.loads(found.stdout)[0]["path"] == str(image)
 
 

@@ -1,168 +1,26 @@
-"""Nearest-neighbour index over L2-normalised vectors: FAISS Flat or IVF-PQ, inner product.
-
-Numbers behind the defaults are in bench/results/ann.md (bench/ann_bench.py).
+"""The FAISS index derived from a vector table: Flat or IVF-PQ over L2-normalised vectors, inner
+product, keyed by the caller's int64 ids, with its generation. Which index a size gets: spec.py.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from clipsearch.ann import file as annfile
-from clipsearch.errors import IndexDirError, InputError
-from clipsearch.ann.refine import Refine
+from clipsearch.ann.refine import RERANK_FACTOR, Refine
 from clipsearch.ann.refine import search as refine_search
+from clipsearch.ann.spec import AnnSpec, choose_spec
+from clipsearch.errors import IndexDirError, InputError
 
-#: Exact (Flat) search up to this many vectors: at 50k x 512-d it takes ~13 ms on one thread and
-#: 100 MB, needs no training and is never stale; IVF-PQ there would reach recall@10 0.956 only.
-FLAT_MAX = 50_000
-#: Fewest vectors IVF-PQ can train on (faiss wants 39 points per centroid, PQ has 256 centroids).
-MIN_TRAIN = 39 * 256
-#: Candidates fetched for exact re-rank: RERANK_FACTOR * k. PQ alone gives recall@10 0.5-0.7;
-#: re-ranking 10x brings it to 0.96-0.98 (4x: 0.88-0.96, 20x: +0.01 at most) for <0.5 ms.
-RERANK_FACTOR = 10
-#: Default probes: nlist / NPROBE_DIV, at least NPROBE_MIN. 64 gives recall@10 0.956 / 0.970 / 0.976
-#: (with re-rank) at 50k / 100k / 1M; 32 drops 100k to 0.952.
-NPROBE_DIV = 32
-NPROBE_MIN = 64
-#: ... and enough lists to visit about this many vectors: with the exact re-rank from memory
-#: (refine.py) recall is bound by the lists visited. 100k (1024 lists): 64 probes give 0.979,
-#: 128 give 0.989 at 1.6 ms; 1M (2048): 64 give 0.985, 128 only 0.987 for 1.6x the time
-#: (bench/results/search.md).
-NPROBE_VISIT = 12_000
-#: Training sample per coarse centroid (autofaiss and faiss use 30-256; k-means cost grows with it).
-TRAIN_PER_CENTROID = 40
 #: Residuals per PQ centroid the sub-quantizers train on (faiss default 256: 4x slower, no better
 #: after re-rank).
 PQ_TRAIN_PER_CENTROID = 64
-#: From this nlist on, the coarse quantizer is an HNSW graph: a flat scan of the centroids would
-#: cost more than the lists it selects.
-HNSW_NLIST = 16384
 #: Query batches at least this big are searched on the GPU when there is one.
 GPU_MIN_BATCH = 256
-
-
-
-@dataclass(frozen=True)
-class AnnSpec:
-    """What index to build: "flat" (exact) or "ivfpq" with its sizes."""
-
-    kind: str
-    dim: int
-    nlist: int = 0
-    m: int = 0
-    nbits: int = 8
-    train_size: int = 0
-    nprobe: int = 0
-    refine: bool = True  # IVF-PQ: keep the exact vectors in memory for the re-rank (refine.py)
-
-    def __post_init__(self):
-        ok = self.kind == "flat" or (
-            self.kind == "ivfpq" and self.nlist > 0 and self.m > 0 and self.dim % self.m == 0
-        )
-        if not ok or self.dim < 1:
-            raise InputError(f"invalid ANN spec {self}; build one with choose_spec(n, dim)")
-
-    def factory(self) -> str:
-        """The faiss index_factory string."""
-        if self.kind == "flat":
-            return "IDMap2,Flat"
-        hnsw = "_HNSW32" if self.nlist >= HNSW_NLIST else ""
-        pq = f"PQ{self.m}" if self.nbits == 8 else f"PQ{self.m}x{self.nbits}"
-        return f"IVF{self.nlist}{hnsw},{pq}"
-
-    def describe(self) -> str:
-        """Human-readable, e.g. "IVF4096,PQ64 (nprobe 64)" or "Flat (exact)"."""
-        if self.kind == "flat":
-            return "Flat (exact)"
-        return f"{self.factory()} (nprobe {self.nprobe})"
-
-    def code_bytes(self) -> int:
-        """Bytes of one vector's code, ids excluded."""
-        return 4 * self.dim if self.kind == "flat" else math.ceil(self.m * self.nbits / 8)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AnnSpec:
-        return cls(**{f: d[f] for f in cls.__dataclass_fields__ if f in d})
-
-
-def _pow2_floor(x: float) -> int:
-    return 2 ** int(math.log2(max(x, 1.0)))
-
-
-def estimate_bytes(spec: AnnSpec, n: int) -> int:
-    """Bytes in memory and on disk of `spec` holding n vectors (codes, ids, centroids)."""
-    size = n * (spec.code_bytes() + 8)
-    if spec.kind == "ivfpq" and spec.refine:  # + the exact vectors of the refine stage, with their ids
-        size += n * (4 * spec.dim + 16)
-        size += 4 * spec.nlist * spec.dim + 4 * spec.dim * (1 << spec.nbits)
-        size += 2 * 32 * 4 * spec.nlist if spec.nlist >= HNSW_NLIST else 0
-    return size
-
-
-def choose_spec(n: int, dim: int, memory_budget: int | None = None) -> AnnSpec:
-    """The index for n vectors of `dim`: exact Flat while small, IVF-PQ sized from n like autofaiss.
-
-    nlist is the power of two at or below 4*sqrt(n): 2048 at 1M reaches recall@10 0.976 (4096:
-    0.982) for a quarter of the k-means time and half the add time (bench/results/ann.md). PQ codes
-    are dim/8 bytes (64 for 512-d), lowered while the index would exceed `memory_budget` bytes.
-    Raises InputError when nothing fits.
-    """
-    flat = AnnSpec("flat", dim)
-    if n <= FLAT_MAX and (memory_budget is None or estimate_bytes(flat, n) <= memory_budget):
-        return flat
-    if n < MIN_TRAIN:
-        smallest = flat
-    else:
-        nlist = min(_pow2_floor(4 * math.sqrt(n)), _pow2_floor(n / 39), 65536)
-        train = min(n, max(TRAIN_PER_CENTROID * nlist, MIN_TRAIN))
-        visit = 2 ** math.ceil(math.log2(max(1.0, NPROBE_VISIT * nlist / n)))
-        nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_DIV, visit))
-        ms = [m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0]
-        # The exact vectors first (a fast, exact re-rank), then ever smaller codes without them.
-        for refine, m in [(True, ms[0])] + [(False, m) for m in ms]:
-            smallest = AnnSpec("ivfpq", dim, nlist, m, 8, train, nprobe, refine)
-            if memory_budget is None or estimate_bytes(smallest, n) <= memory_budget:
-                return smallest
-    raise InputError(
-        f"an ANN index of {n} vectors of dim {dim} needs at least "
-        f"{estimate_bytes(smallest, n)} bytes, over the budget of {memory_budget}; raise it"
-    )
-
-
-def rerank(
-    xq: np.ndarray, cand_ids: np.ndarray, lookup: Callable[[np.ndarray], np.ndarray], k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k among candidates: xq (nq, d) float32, cand_ids (nq, k') int64, -1 padding;
-    lookup(sorted unique ids) -> (len(ids), d) float32 vectors. -> D, I (nq, k), -1/-inf pad."""
-    xq = np.ascontiguousarray(xq, dtype=np.float32)
-    cand_ids = np.asarray(cand_ids, dtype=np.int64)
-    nq, kc = cand_ids.shape
-    pos = np.flatnonzero(cand_ids >= 0)
-    uniq, inv = np.unique(cand_ids.ravel()[pos], return_inverse=True)
-    xc = np.asarray(lookup(uniq), dtype=np.float32)
-    if xc.shape != (len(uniq), xq.shape[1]):
-        raise InputError(f"lookup returned shape {xc.shape}, expected {(len(uniq), xq.shape[1])}")
-    S = np.full(nq * kc, -np.inf, dtype=np.float32)
-    for s in range(0, len(pos), 65536):  # bounds the gathered (chunk, d) temporary
-        p = pos[s : s + 65536]
-        S[p] = np.einsum("ij,ij->i", xc[inv[s : s + 65536]], xq[p // kc])
-    S = S.reshape(nq, kc)
-    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
-    D = np.full((nq, k), -np.inf, dtype=np.float32)
-    I = np.full((nq, k), -1, dtype=np.int64)
-    D[:, : order.shape[1]] = np.take_along_axis(S, order, axis=1)
-    I[:, : order.shape[1]] = np.take_along_axis(cand_ids, order, axis=1)
-    I[np.isneginf(D)] = -1
-    return D, I
 
 
 def _matrix(x: np.ndarray, dim: int, name: str) -> np.ndarray:
@@ -183,8 +41,9 @@ def _gpu_flat(faiss, dim: int):
     return faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
 
 
-def _train(index, spec: AnnSpec, xb: np.ndarray) -> int:
-    """Train IVF-PQ on a seeded sample of xb; k-means runs on the GPU when there is one."""
+def train_index(index, spec: AnnSpec, xb: np.ndarray) -> int:
+    """Train the empty faiss IVF-PQ `index` on a seeded sample of xb; k-means runs on the GPU when
+    there is one. -> the sample's size."""
     import faiss
 
     if len(xb) < max(spec.nlist, 1 << spec.nbits):
@@ -206,8 +65,9 @@ def _train(index, spec: AnnSpec, xb: np.ndarray) -> int:
     return n
 
 
-def _add(index, xb: np.ndarray, ids: np.ndarray) -> None:
-    """Add with ids; the coarse assignment (the costly part) runs on the GPU or in numpy."""
+def add_to_index(index, xb: np.ndarray, ids: np.ndarray) -> None:
+    """Add xb under ids to the faiss `index`; the coarse assignment (the costly part) runs on the GPU
+    or in numpy."""
     import faiss
 
     ivf = faiss.try_extract_index_ivf(index)
@@ -263,15 +123,15 @@ class AnnIndex:
         spec = spec or choose_spec(len(xb), xb.shape[1])
         xb, ids = _matrix(xb, spec.dim, "xb"), _ids(ids, len(xb))
         index = faiss.index_factory(spec.dim, spec.factory(), faiss.METRIC_INNER_PRODUCT)
-        trained_on = _train(index, spec, xb) if spec.kind == "ivfpq" else 0
-        _add(index, xb, ids)
+        trained_on = train_index(index, spec, xb) if spec.kind == "ivfpq" else 0
+        add_to_index(index, xb, ids)
         refine = Refine.build(xb, ids) if spec.kind == "ivfpq" and spec.refine else None
         return cls(index, spec, trained_on, refine=refine)
 
     def add(self, xb: np.ndarray, ids: np.ndarray) -> None:
         """Add xb (n, D) under ids (n,) with the trained quantizers, no retraining."""
         xb = _matrix(xb, self.spec.dim, "xb")
-        _add(self._index, xb, _ids(ids, len(xb)))
+        add_to_index(self._index, xb, _ids(ids, len(xb)))
         if self.refine is not None:
             self.refine.add(xb, ids)
         self._gpu = None
@@ -297,24 +157,18 @@ class AnnIndex:
         return out
 
     def search_exact(self, xq: np.ndarray, k: int, nprobe: int | None = None, depth: int | None = None,
-                     lookup: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     lookup: Callable[[np.ndarray], np.ndarray] | None = None,
+                     subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by exact inner product: Flat searches exactly; IVF-PQ re-ranks at least `depth`
         candidates (default RERANK_FACTOR·k) with exact vectors, deeper where near-ties need it
-        (refine.search). `lookup(ids)` gives exact vectors when this index holds none."""
+        (refine.search). `lookup(ids)` gives exact vectors when this index holds none; `subset`
+        (sorted unique int64 ids): only these may be returned."""
         if self.spec.kind == "flat" or (depth is not None and depth <= k):  # rerank 1: codes only
-            return self.search(xq, k, nprobe)
+            return self.search(xq, k, nprobe, subset)
         lookup = self.refine.vectors_of if self.refine is not None else lookup
-        return refine_search(lambda x, d: self.search(x, d, nprobe), lookup, _matrix(xq, self.spec.dim, "xq"),
-                             k, depth or RERANK_FACTOR * k, len(self))
-
-    def needs_rebuild(self, n_now: int) -> bool:
-        """True when a collection of n_now vectors deserves another index (kind or ~4x nlist)."""
-        want = choose_spec(n_now, self.spec.dim)
-        if self.spec.kind == "flat":
-            return want.kind != "flat"
-        if want.kind == "flat":
-            return n_now <= FLAT_MAX // 2  # hysteresis: don't flip-flop around FLAT_MAX
-        return want.nlist >= 4 * self.spec.nlist
+        n = len(self) if subset is None else len(subset)
+        return refine_search(lambda x, d: self.search(x, d, nprobe, subset), lookup,
+                             _matrix(xq, self.spec.dim, "xq"), k, depth or RERANK_FACTOR * k, n)
 
     def search(
         self, xq: np.ndarray, k: int, nprobe: int | None = None, subset: np.ndarray | None = None

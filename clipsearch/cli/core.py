@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from clipsearch.ann.index import RERANK_FACTOR
+from clipsearch.ann.refine import RERANK_FACTOR
 from clipsearch.config import Settings
 from clipsearch.errors import InputError
 from clipsearch.cli.group import main

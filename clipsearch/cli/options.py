@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from clipsearch.config import INDEX_ENV, PRESETS, Settings, default_index_dir, resolve_model
+from clipsearch.media.kinds import KINDS
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -57,7 +58,7 @@ def filter_options(fn):
         click.option("--near", metavar="LAT,LON[,KM]", default=None, help="Taken within KM (default 10) of LAT,LON."),
         click.option("--in", "folders", metavar="FOLDER", multiple=True, type=click.Path(path_type=Path),
                      help="Only images under FOLDER (repeat for several)."),
-        click.option("--type", "kind", type=click.Choice(["photo", "video", "raw"]), default=None,
+        click.option("--type", "kind", type=click.Choice(KINDS), default=None,
                      help="Only this kind of file."),
         click.option("--min-size", metavar="WxH", default=None, help="At least W pixels wide and H high."),
     ]

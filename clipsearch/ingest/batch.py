@@ -17,21 +17,16 @@ import numpy as np
 from clipsearch.config import VideoSampling
 from clipsearch.errors import ImageError
 from clipsearch.media.files import content_hash, stat_key
-from clipsearch.media.image import FULL_SIZE, load_image, to_pixels
-from clipsearch.media.kinds import RAW, VIDEO, kind_of
-from clipsearch.media.raw import load_raw
-from clipsearch.media.video import Frame, sample_video
-from clipsearch.models.encoder import Encoder, Preprocess
+from clipsearch.media.image import to_pixels
 from clipsearch.media.photometa import read_header
+from clipsearch.media.picture import frames_of
+from clipsearch.models.encoder import Encoder, Preprocess
 from clipsearch.store.records import Failure, Row
 
 
 #: Reason prefix of files that could not be opened: cheap to retry, and fixing permissions
 #: changes no mtime, so such failures are retried on every run.
 UNREADABLE = "can't read"
-
-
-DRAFT_OVERSAMPLE = 2
 
 
 @dataclass(frozen=True)
@@ -79,8 +74,8 @@ def decode_file(path: str, preprocess: Preprocess, max_pixels: int,
         return hashed
     prepare = functools.partial(to_pixels, size=preprocess.size, resize_mode=preprocess.resize_mode,
                                 interpolation=preprocess.interpolation)
-    try:
-        frames = _pictures(path, kind_of(path), prepare, preprocess.size, max_pixels, video)
+    try:  # decoded exactly as a query with this file will be (media.picture)
+        frames = frames_of(path, prepare, max_pixels=max_pixels, size=preprocess.size, video=video)
     except ImageError as e:
         return Failure(path, str(e), hashed.size, hashed.mtime)
     if stat_key(path) != (hashed.size, hashed.mtime):
@@ -89,20 +84,6 @@ def decode_file(path: str, preprocess: Preprocess, max_pixels: int,
     rows = tuple(Row(-1, path, hashed.size, hashed.mtime, f.width, f.height, hashed.hash, f.time_s, meta)
                  for f in frames)
     return Decoded(rows, np.stack([f.pixels for f in frames]))
-
-
-def _pictures(path: str, kind: str | None, prepare, size: int, max_pixels: int, video: VideoSampling) -> list[Frame]:
-    """The file's pictures as model-ready frames: one, or a video's samples. ImageError if none."""
-    if kind == VIDEO:
-        return sample_video(path, prepare, max_pixels=max_pixels, sampling=video, draft_size=DRAFT_OVERSAMPLE * size)
-    # Draft-decode JPEGs (and take RAW previews) at >= 2x the model's size, not 1x: the bicubic
-    # downscale that follows then still antialiases as open_clip's full decode would (fidelity).
-    if kind == RAW:
-        img = load_raw(path, max_pixels=max_pixels, min_preview=DRAFT_OVERSAMPLE * size)
-    else:
-        img = load_image(path, max_pixels=max_pixels, draft_size=DRAFT_OVERSAMPLE * size)
-    width, height = img.info.get(FULL_SIZE, img.size)
-    return [Frame(None, width, height, prepare(img))]
 
 
 def hash_file(path: str) -> Hashed | Failure:

@@ -48,7 +48,7 @@ def add_texts(index: Index, encoder: Encoder, name: str, texts: list[str],
     index.check_model(encoder.identity)
     with index.writing():
         coll = index.texts(name, create=True)
-        known = {t: i for i, t in coll.table.texts().items()}
+        known = {t: i for i, t in coll.texts().items()}
         wanted = list(dict.fromkeys(t.strip() for t in texts if t and t.strip()))
         new = [t for t in wanted if t not in known]
         gone = sorted(set(known) - set(wanted)) if prune else []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from clipsearch.config import MEDIA_SUFFIXES
 from clipsearch.errors import InputError
+from clipsearch.media.kinds import file_kind, file_type, read_head
 
 #: (size, mtime) of a file that can't be stat'ed: failures keyed by it are retried once it can be.
 NO_STAT = (-1, 0.0)
@@ -29,12 +30,10 @@ def scan(roots: list[str | Path], suffixes=MEDIA_SUFFIXES) -> Scan:
     """Walk `roots` recursively (files given directly are taken as they are).
 
     A file with one of `suffixes` is a candidate; any other is judged by its first bytes
-    (media.kind_of), never decoded. InputError if a root doesn't exist. Symlinked directories are
+    (kinds.file_kind), never decoded. InputError if a root doesn't exist. Symlinked directories are
     not followed (no loops); unreadable directories are reported in `skipped`, not fatal. Paths
     that are not valid UTF-8 come back as os.fsdecode gives them (surrogate escapes).
     """
-    from clipsearch.media.kinds import kind_of, read_head
-
     out = Scan()
     for root in check_roots(roots):
         if root.is_file():
@@ -47,7 +46,7 @@ def scan(roots: list[str | Path], suffixes=MEDIA_SUFFIXES) -> Scan:
                 path = os.path.join(dirpath, f)
                 if os.path.splitext(f)[1].lower() in suffixes:
                     out.paths.append(path)
-                elif (head := read_head(path)) and kind_of(path, head):
+                elif (head := read_head(path)) and file_kind(path, head):
                     out.paths.append(path)
                 else:
                     out.not_media.append((path, _skip_type(path, head)))
@@ -83,8 +82,6 @@ def local_paths(roots) -> list[str]:
 def _skip_type(path: str, head: bytes | None) -> str:
     """How a file that is not an image is counted: its suffix; "(unreadable)" when no byte of it
     could be read to tell (permissions, a dangling link, a FIFO)."""
-    from clipsearch.media.kinds import file_type
-
     return "(unreadable)" if head is None else file_type(path)
 
 

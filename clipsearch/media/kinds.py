@@ -1,4 +1,7 @@
-"""What a file holds (a raster image, a camera RAW, a video, or none of them), told cheaply.
+"""What a file holds (a photo, a camera RAW, a video, or none of them), told cheaply.
+
+One vocabulary for a file's kind, in the CLI's words: PHOTO (any raster image Pillow reads), RAW
+and VIDEO. These are also the words the `kind` column stores (since schema 6), so they never change.
 
 A name with a known suffix is a candidate at once (decoding still checks the content); any other
 file is judged by its first bytes, never decoded: Pillow's own format checks (`_accept`, the test
@@ -15,7 +18,9 @@ import stat
 
 from clipsearch.config import IMAGE_SUFFIXES, RAW_SUFFIXES, VIDEO_SUFFIXES
 
-IMAGE, RAW, VIDEO = "image", "raw", "video"
+PHOTO, RAW, VIDEO = "photo", "raw", "video"
+#: The kinds, in the order `--type` and the UI list them.
+KINDS = (PHOTO, RAW, VIDEO)
 HEAD_BYTES = 64
 #: Pillow formats never taken from content alone: no signature, or one ordinary files match.
 _WEAK = frozenset({"TGA", "IM", "IMT", "IPTC", "PCD", "SPIDER", "DIB", "GBR", "PCX", "XBM", "FLI",
@@ -24,8 +29,8 @@ _ISO_VIDEO_BRANDS = (b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp4
                      b"qt  ", b"3gp", b"3g2", b"dash", b"MSNV", b"XAVC", b"f4v ", b"mmp4")
 
 
-def kind_of(path: str, head: bytes | None = None) -> str | None:
-    """IMAGE, RAW, VIDEO or None for `path`: its suffix first, else its first bytes (read here when
+def file_kind(path: str, head: bytes | None = None) -> str | None:
+    """PHOTO, RAW, VIDEO or None for `path`: its suffix first, else its first bytes (read here when
     `head` is not given; None for a file that can't be read or is not a regular file)."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix in RAW_SUFFIXES:
@@ -33,7 +38,7 @@ def kind_of(path: str, head: bytes | None = None) -> str | None:
     if suffix in VIDEO_SUFFIXES:
         return VIDEO
     if suffix in IMAGE_SUFFIXES:
-        return IMAGE
+        return PHOTO
     if head is None:
         head = read_head(path)
     return sniff(head) if head else None
@@ -49,7 +54,7 @@ def sniff(head: bytes) -> str | None:
     for accept in _pillow_accepts():
         try:
             if accept(prefix):
-                return IMAGE
+                return PHOTO
         except Exception:  # a plugin's check on odd bytes: not its format
             continue
     return None

@@ -15,13 +15,11 @@ from datetime import datetime
 
 from PIL import Image
 
-from clipsearch.media import kinds as media
+from clipsearch.media.kinds import PHOTO, RAW, VIDEO, file_kind
 
-#: Where `taken` came from.
-EXIF, VIDEO, MTIME = "exif", "video", "mtime"
-#: File kinds (the `--type` filter).
-PHOTO, RAW, MOVIE = "photo", "raw", "video"
-_KINDS = {media.IMAGE: PHOTO, media.RAW: RAW, media.VIDEO: MOVIE}
+#: Where `taken` came from: the EXIF block, a video container's tags, the file's mtime. The words
+#: are stored in the `taken_source` column and printed by --json, so they stay as they are.
+SOURCE_EXIF, SOURCE_VIDEO_TAGS, SOURCE_MTIME = "exif", "video", "mtime"
 
 # EXIF tags (CIPA DC-008): IFD0, the Exif sub-IFD and the GPS sub-IFD.
 _MAKE, _MODEL, _ORIENTATION = 0x010F, 0x0110, 0x0112
@@ -43,7 +41,7 @@ class PhotoMeta:
 
     taken: datetime | None = None  # local wall-clock time where it was taken (naive)
     taken_offset: str | None = None  # its UTC offset, "+02:00", when EXIF records one
-    taken_source: str | None = None  # EXIF, VIDEO or MTIME; None: not read yet (a row from before schema 3)
+    taken_source: str | None = None  # a SOURCE_*; None: not read yet (a row from before schema 3)
     camera_make: str | None = None
     camera_model: str | None = None
     lens: str | None = None
@@ -52,7 +50,7 @@ class PhotoMeta:
     city: str | None = None  # from the offline gazetteer (places.py), filled in at commit time
     region: str | None = None
     country: str | None = None
-    kind: str | None = None  # PHOTO, RAW or MOVIE
+    kind: str | None = None  # media.kinds: PHOTO, RAW or VIDEO
     folder: str | None = None
 
     @property
@@ -81,7 +79,7 @@ FIELDS = tuple(f.name for f in fields(PhotoMeta))
 def read_meta(img: Image.Image, path: str, mtime: float) -> PhotoMeta:
     """The metadata of `path`, whose image `img` is already open (decoded or not); `mtime` is the
     fallback for the time taken."""
-    return _with_file(_from_exif(_exif(img)), path, mtime)
+    return _with_file(_from_exif(_exif(img)), path, mtime, file_kind(path) or PHOTO)
 
 
 def read_header(path: str, mtime: float | None = None) -> tuple[PhotoMeta, tuple[int, int] | None]:
@@ -91,11 +89,11 @@ def read_header(path: str, mtime: float | None = None) -> tuple[PhotoMeta, tuple
         mtime = os.stat(path).st_mtime if mtime is None else mtime
     except OSError:
         return PhotoMeta(), None
-    kind = kind_of(path)
-    if kind == MOVIE:
-        return _with_file(_from_video(path), path, mtime), None
+    kind = file_kind(path) or PHOTO  # a file judged by Pillow alone: a photo if anything
+    if kind == VIDEO:
+        return _with_file(_from_video(path), path, mtime, kind), None
     if kind == RAW:  # most RAWs are TIFF inside, with a sensor Pillow can't open: read the tags only
-        return _with_file(_from_exif(_tiff_exif(path)), path, mtime), None
+        return _with_file(_from_exif(_tiff_exif(path)), path, mtime, kind), None
     from clipsearch.media.image import readable_formats
 
     try:
@@ -103,15 +101,10 @@ def read_header(path: str, mtime: float | None = None) -> tuple[PhotoMeta, tuple
             exif = _exif(img)
             w, h = img.size
     except (*_EXIF_ERRORS, Image.DecompressionBombError):
-        return read_meta(Image.new("L", (1, 1)), path, mtime), None
+        return _with_file(PhotoMeta(), path, mtime, kind), None
     rotated = _get(exif, _ORIENTATION) in _ROTATED
-    meta = _with_file(_from_exif(exif), path, mtime)
+    meta = _with_file(_from_exif(exif), path, mtime, kind)
     return meta, (h, w) if rotated else (w, h)
-
-
-def kind_of(path: str) -> str:
-    """PHOTO, RAW or MOVIE, as media.kind_of tells it (PHOTO when it can't)."""
-    return _KINDS.get(media.kind_of(path), PHOTO)
 
 
 def parse_exif_time(value, offset=None) -> tuple[datetime | None, str | None]:
@@ -145,12 +138,13 @@ def dms_to_degrees(dms, ref) -> float | None:
 # --- internals ----------------------------------------------------------------------------------
 
 
-def _with_file(meta: PhotoMeta, path: str, mtime: float) -> PhotoMeta:
+def _with_file(meta: PhotoMeta, path: str, mtime: float, kind: str) -> PhotoMeta:
     """The file's own fields, and its mtime (local time of this machine) when EXIF has no time."""
-    meta = replace(meta, kind=kind_of(path), folder=os.path.dirname(os.path.abspath(path)))
+    meta = replace(meta, kind=kind, folder=os.path.dirname(os.path.abspath(path)))
     if meta.taken is None:
         try:
-            meta = replace(meta, taken=datetime.fromtimestamp(mtime).replace(microsecond=0), taken_source=MTIME)
+            meta = replace(meta, taken=datetime.fromtimestamp(mtime).replace(microsecond=0),
+                           taken_source=SOURCE_MTIME)
         except (OverflowError, OSError, ValueError):  # an mtime out of the platform's range
             pass
     return meta
@@ -171,7 +165,7 @@ def _from_video(path: str) -> PhotoMeta:
                  tags.get("com.apple.quicktime.location.iso6709") or tags.get("location") or "")
     lat, lon = (float(m[1]), float(m[2])) if m else (None, None)
     ok = lat is not None and abs(lat) <= 90 and abs(lon) <= 180 and (lat, lon) != (0, 0)
-    return PhotoMeta(taken=taken, taken_offset=offset, taken_source=VIDEO if taken else None,
+    return PhotoMeta(taken=taken, taken_offset=offset, taken_source=SOURCE_VIDEO_TAGS if taken else None,
                      camera_make=_text(tags.get("com.apple.quicktime.make") or tags.get("make")),
                      camera_model=_text(tags.get("com.apple.quicktime.model") or tags.get("model")),
                      lat=lat if ok else None, lon=lon if ok else None)
@@ -218,7 +212,7 @@ def _from_exif(exif) -> PhotoMeta:
     lon = dms_to_degrees(_get(gps, _GPS_LON), _get(gps, _GPS_LON_REF))
     valid = lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180 and (lat, lon) != (0, 0)
     return PhotoMeta(
-        taken=taken, taken_offset=offset, taken_source=EXIF if taken else None,
+        taken=taken, taken_offset=offset, taken_source=SOURCE_EXIF if taken else None,
         camera_make=_text(_get(exif, _MAKE)), camera_model=_text(_get(exif, _MODEL)),
         lens=_text(_get(sub, _LENS_MODEL)) or _text(_get(sub, _LENS_MAKE)),
         lat=lat if valid else None, lon=lon if valid else None)

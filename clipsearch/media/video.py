@@ -163,12 +163,13 @@ def timestamp(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m:02d}:{s:02d}"
 
 
-def frame_at(path: str | os.PathLike, time_s: float, *, max_pixels: int) -> Image.Image:
-    """The video frame shown at `time_s` (for thumbnails and image queries on a frame)."""
+def frame_at(path: str | os.PathLike, time_s: float, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+    """The video frame shown at `time_s`, upright, scaled as `sample_video` scales it to `draft_size`
+    (for thumbnails and image queries on a frame)."""
     frames = []
 
     def keep(frame, t: float) -> None:
-        frames.append(_frame(frame, t, lambda img: img, None).pixels)
+        frames.append(_frame(frame, t, lambda img: img, draft_size).pixels)
 
     try:
         import av

@@ -61,7 +61,7 @@ def parse_query(query: str | list[str] | tuple[str, ...]) -> list[Term]:
     return terms
 
 
-def kind_of(terms: list[Term]) -> str:
+def query_kind(terms: list[Term]) -> str:
     """TEXT or IMAGE when every term is of that kind, else "mixed"."""
     kinds = {t.kind for t in terms}
     return kinds.pop() if len(kinds) == 1 else "mixed"

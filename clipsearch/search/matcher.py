@@ -18,7 +18,7 @@ from clipsearch.index import Index
 from clipsearch.media.image import to_pixels
 from clipsearch.media.picture import load_picture
 from clipsearch.models.encoder import Encoder
-from clipsearch.search.algebra import IMAGE, TEXT, Term, embed_query, kind_of, parse_query
+from clipsearch.search.algebra import IMAGE, TEXT, Term, embed_query, parse_query, query_kind
 from clipsearch.search.calibration import Calibrator
 from clipsearch.search.collapse import FETCH_FACTOR, collapse
 from clipsearch.search.querydates import split_date
@@ -112,7 +112,7 @@ class Matcher:
     def vector(self, query: str | list[str] | list[Term]) -> tuple[np.ndarray, str]:
         """(D,) unit vector of a query and its kind (TEXT, IMAGE or "mixed")."""
         terms = query if query and isinstance(query[0], Term) else parse_query(query)
-        return embed_query(terms, self.encoder.encode_texts, self.embed_image), kind_of(terms)
+        return embed_query(terms, self.encoder.encode_texts, self.embed_image), query_kind(terms)
 
     def embed_image(self, path: str | Path) -> np.ndarray:
         """(D,) float32 unit vector of the file at `path`, decoded as indexing decodes it."""

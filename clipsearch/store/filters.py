@@ -13,9 +13,8 @@ from datetime import datetime
 import numpy as np
 
 from clipsearch.errors import InputError
-from clipsearch.media.photometa import MOVIE, PHOTO, RAW
+from clipsearch.media.kinds import KINDS
 
-KINDS = (PHOTO, MOVIE, RAW)
 SORTS = ("score", "date")
 #: --near without a radius: within this many km.
 NEAR_KM = 10.0
@@ -33,7 +32,7 @@ class Filter:
     place: str | None = None  # in city, region or country, any case
     near: tuple[float, float, float] | None = None  # (lat, lon, km)
     folders: tuple[str, ...] = ()  # under one of these
-    kind: str | None = None  # PHOTO, MOVIE or RAW
+    kind: str | None = None  # one of media.kinds.KINDS
     min_size: tuple[int, int] | None = None  # (width, height), after orientation
 
     def __bool__(self) -> bool:

@@ -23,7 +23,8 @@ class Cli:
     """
 
     def __init__(self, tiny_model, index_dir: Path | None, index_options=(), ok: bool | None = None):
-        self.model_args = ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights)]
+        self.model_args = [] if tiny_model is None else ["--model", str(tiny_model.config),
+                                                         "--pretrained", str(tiny_model.weights)]
         self.index_dir, self.index_options, self.ok = index_dir, list(index_options), ok
 
     def __call__(self, *args, model: bool | None = None, ok: bool | None = None):
