@@ -71,8 +71,8 @@ class Catalog:
     @classmethod
     def from_json(cls, text: str) -> Catalog:
         d = json.loads(text)
-        if d.pop("format", 0) > FORMAT:
-            raise IndexDirError("the ANN catalog is from a newer clipsearch: upgrade clipsearch")
+        if d.pop("format", 0) > FORMAT:  # the manifest refuses newer indexes: this is rebuilt
+            raise ValueError("written by a newer clipsearch")
         d["parts"] = tuple(Part(**p) for p in d.get("parts", ()))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
@@ -92,18 +92,17 @@ def read(folder: Path) -> Catalog | None:
                             "rebuild the ANN index from the table") from e
 
 
-def write(folder: Path, catalog: Catalog) -> None:
-    """Commit `catalog` (atomically), then delete the files of `folder` it doesn't name."""
+def write(folder: Path, catalog: Catalog, keep: set[str] = frozenset()) -> None:
+    """Commit `catalog` (atomically), then delete the files of `folder` it doesn't name (but those of
+    `keep`: a writer's files not committed yet)."""
     atomic_write(folder / FILENAME, catalog.to_json().encode())
-    collect_garbage(folder, catalog)
+    collect_garbage(folder, catalog.files() | keep)
 
 
-def collect_garbage(folder: Path, catalog: Catalog) -> None:
-    """Delete what `catalog` doesn't name: older versions' files and a crashed writer's leftovers.
-
-    Readers that mapped an older version's files keep them until they close them (POSIX); where the
-    system refuses (Windows), the next commit tries again."""
-    keep = catalog.files()
+def collect_garbage(folder: Path, keep: set[str]) -> None:
+    """Delete the files of `folder` not in `keep`: older versions' files and a crashed writer's
+    leftovers. Readers that mapped an older version's files keep them until they close them (POSIX);
+    where the system refuses (Windows), the next commit tries again."""
     for name in os.listdir(folder):
         if name not in keep:
             try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsearch.ann.index import _add, _train
+from clipsearch.ann.index import add_to_index, train_index
 from clipsearch.durable import atomic_file
 
 
@@ -28,7 +28,7 @@ def train(spec, xt: np.ndarray):
     import faiss
 
     index = faiss.index_factory(spec.dim, spec.factory(), faiss.METRIC_INNER_PRODUCT)
-    _train(index, spec, np.ascontiguousarray(xt, np.float32))
+    train_index(index, spec, np.ascontiguousarray(xt, np.float32))
     return index
 
 
@@ -53,7 +53,7 @@ def write(path: Path, trained_path: Path, chunks: Iterable[tuple[np.ndarray, np.
     `trained_path` into a lists file at `path` (atomically)."""
     index = load_trained(trained_path)
     for labels, xb in chunks:
-        _add(index, np.ascontiguousarray(xb, np.float32), np.ascontiguousarray(labels, np.int64))
+        add_to_index(index, np.ascontiguousarray(xb, np.float32), np.ascontiguousarray(labels, np.int64))
     _save_lists(index, path)
 
 

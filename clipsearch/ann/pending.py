@@ -9,8 +9,8 @@ import numpy as np
 class Pending:
     """Ids (n,) int64, vectors (n, D) float32 and records (a pyarrow Table) of rows not yet written."""
 
-    def __init__(self, dim: int, rows_schema):
-        self.ids, self.xb, self.rows, self._schema = np.zeros(0, np.int64), np.zeros((0, dim), np.float32), None, rows_schema
+    def __init__(self, dim: int):
+        self.ids, self.xb, self.rows = np.zeros(0, np.int64), np.zeros((0, dim), np.float32), None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -19,9 +19,8 @@ class Pending:
         """Rows whose ids this doesn't hold (the caller removed them first)."""
         import pyarrow as pa
 
-        rows = rows.select(self._schema.names).cast(self._schema)
         self.ids, self.xb = np.concatenate([self.ids, ids]), np.concatenate([self.xb, xb])
-        self.rows = rows if self.rows is None else pa.concat_tables([self.rows, rows])
+        self.rows = rows if self.rows is None else pa.concat_tables([self.rows, rows], promote_options="default")
 
     def remove(self, ids: np.ndarray) -> int:
         """Drop the rows of `ids`; how many there were."""
@@ -66,7 +65,24 @@ class Pending:
         if subset is not None and len(ids):
             keep = np.isin(ids, subset)
             ids, xb = ids[keep], xb[keep]
-        S = xq @ xb.T
-        kk = min(k, len(ids))
-        part = np.argsort(-S, axis=1, kind="stable")[:, :kk]
-        return np.take_along_axis(S, part, axis=1).astype(np.float32), ids[part]
+        return exact_top_k(xq, xb, ids, min(k, len(ids)))
+
+
+def exact_top_k(xq: np.ndarray, xb: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k of xq (nq, D) over xb (n, D) whose ids are `ids` (n,)."""
+    S = xq @ np.ascontiguousarray(xb, np.float32).T
+    return top_k(S, np.broadcast_to(ids, S.shape), k)
+
+
+def top_k(D: np.ndarray, I: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of each row of scores D (nq, m) with their ids I, best first, -inf/-1 padded."""
+    out_D, out_I = np.full((len(D), k), -np.inf, np.float32), np.full((len(D), k), -1, np.int64)
+    kk = min(k, D.shape[1])
+    if kk:
+        part = np.argpartition(-D, kk - 1, axis=1)[:, :kk] if D.shape[1] > kk else np.tile(np.arange(kk), (len(D), 1))
+        top = np.take_along_axis(D, part, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        out_D[:, :kk] = np.take_along_axis(top, order, axis=1)
+        out_I[:, :kk] = np.take_along_axis(np.take_along_axis(I, part, axis=1), order, axis=1)
+    out_I[np.isneginf(out_D)] = -1
+    return out_D, out_I

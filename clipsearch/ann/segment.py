@@ -42,6 +42,7 @@ class Writer:
     merge at 1M would otherwise map 2 GB of written pages into the process)."""
 
     def __init__(self, folder: Path, serial: int, n: int, dim: int, rows_schema, dtype: str = VECTOR_DTYPE):
+        """`rows_schema`: of the records (pyarrow), those appended are made to fit it."""
         import pyarrow as pa
 
         self.n, self.at, self._schema, self._last, self._dtype = n, 0, rows_schema, -1, np.dtype(dtype)
@@ -68,7 +69,7 @@ class Writer:
             raise ValueError("a segment's rows must come in ascending id order, each with its vector and record")
         self._ids.write(ids.tobytes())
         self._vec.write(np.ascontiguousarray(xb, self._dtype).tobytes())
-        self._rows.write_table(rows.select(self._schema.names).cast(self._schema))
+        self._rows.write_table(snapshot.conform(rows, self._schema))
         self.at, self._last = self.at + len(ids), int(ids[-1])
 
     def __enter__(self) -> Writer:
@@ -127,6 +128,10 @@ class Segment:
             self._records = snapshot.Records.open(self._rows_path)
         return self._records
 
+    def span(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 vectors) of rows start..end-1, in one read."""
+        return np.asarray(self.ids[start:end]), self._vectors.span(start, end)
+
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(first position, ids, float32 vectors) of consecutive rows, `size` at a time."""
         for s in range(0, len(self), size):
@@ -149,12 +154,15 @@ class _VectorFile:
     def span(self, start: int, end: int) -> np.ndarray:
         """Rows start..end-1 as float32, in one read."""
         out = np.empty((end - start, *self.shape[1:]), self._dtype)
-        _read_into(self._f, memoryview(out).cast("B"), self._offset + start * self._row)
+        if end > start:
+            _read_into(self._f, memoryview(out).cast("B"), self._offset + start * self._row)
         return out.astype(np.float32, copy=False)
 
     def rows(self, pos: np.ndarray) -> np.ndarray:
         """Rows at `pos` (any order) as float32, one read each, in file order."""
         out = np.empty((len(pos), *self.shape[1:]), self._dtype)
+        if not len(pos):
+            return out.astype(np.float32, copy=False)
         mv, order = memoryview(out).cast("B"), np.argsort(pos, kind="stable")
         for j, p in zip(order.tolist(), pos[order].tolist()):
             _read_into(self._f, mv[j * self._row:(j + 1) * self._row], self._offset + p * self._row)

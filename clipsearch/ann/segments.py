@@ -22,12 +22,12 @@ import numpy as np
 
 from clipsearch.ann import catalog as cat
 from clipsearch.ann.catalog import Catalog
-from clipsearch.ann.index import AnnSpec
 from clipsearch.ann.lists import Stack
-from clipsearch.ann.pending import Pending
+from clipsearch.ann.pending import Pending, exact_top_k, top_k
 from clipsearch.ann.refine import RERANK_FACTOR
 from clipsearch.ann.refine import search as refine_search
 from clipsearch.ann.segment import VECTOR_DTYPE, Segment
+from clipsearch.ann.spec import AnnSpec
 from clipsearch.errors import IndexDirError, InputError
 
 #: Rows waiting for a sync are written as a segment once this many wait (128 MB at 512-d): a long
@@ -38,25 +38,25 @@ SPILL_ROWS = 65_536
 class Segments:
     """The committed segments of a collection (mapped) and the rows not yet in one (in memory)."""
 
-    def __init__(self, folder: Path, catalog: Catalog, rows_schema):
-        self.folder, self.committed, self.catalog, self.rows_schema = folder, catalog, catalog, rows_schema
+    def __init__(self, folder: Path, catalog: Catalog):
+        self.folder, self.committed, self.catalog = folder, catalog, catalog
         self.dim = catalog.dim
         self.segments = [Segment.open(folder, p, self.dim) for p in catalog.parts]
         self.dead = np.load(folder / catalog.dead) if catalog.dead else np.zeros(0, np.int64)
-        self.pending = Pending(self.dim, rows_schema)
+        self.pending = Pending(self.dim)
         self._stack: Stack | None = None
         self._flat: tuple[np.ndarray, np.ndarray] | None = None  # labels, vectors of a Flat index
         self._not_dead = None  # faiss selector of live labels, built when first needed
 
     @classmethod
-    def open(cls, folder: Path, rows_schema) -> Segments | None:
+    def open(cls, folder: Path) -> Segments | None:
         """The committed version in `folder`, None if there is none; IndexDirError if damaged."""
         for _ in range(3):  # a writer may replace a version between its catalog and its files
             catalog = cat.read(folder)
             if catalog is None:
                 return None
             try:
-                return cls(folder, catalog, rows_schema)
+                return cls(folder, catalog)
             except FileNotFoundError:
                 continue
             except (OSError, ValueError, RuntimeError) as e:
@@ -65,10 +65,10 @@ class Segments:
         raise IndexDirError(f"the ANN index in {folder} keeps changing under this reader: try again")
 
     @classmethod
-    def create(cls, folder: Path, dim: int, rows_schema) -> Segments:
+    def create(cls, folder: Path, dim: int) -> Segments:
         """An empty index in `folder` (made if missing), not committed until `sync`."""
         folder.mkdir(parents=True, exist_ok=True)
-        return cls(folder, Catalog(dim, VECTOR_DTYPE, AnnSpec("flat", dim).to_dict()), rows_schema)
+        return cls(folder, Catalog(dim, VECTOR_DTYPE, AnnSpec("flat", dim).to_dict()))
 
     # --- what it is ------------------------------------------------------------------------
 
@@ -107,6 +107,11 @@ class Segments:
 
             compaction.spill(self)
 
+    def holds_any(self, ids) -> bool:
+        """Whether any of these ids is held (a row added again under its id)."""
+        ids = np.asarray(ids, np.int64)
+        return bool(len(self.labels_of(ids)) or np.isin(self.pending.ids, ids).any())
+
     def remove(self, ids) -> int:
         """Remove these ids (unknown ones are ignored); how many were held."""
         ids = np.unique(np.asarray(ids, np.int64))
@@ -122,6 +127,8 @@ class Segments:
 
     def changed(self, catalog: Catalog, segments: list[Segment]) -> None:
         """Take a new working version (compaction.py): its segments; dead labels of gone ones drop."""
+        for seg, part in zip(segments, catalog.parts, strict=True):
+            seg.part = part  # the same rows; its lists may be new
         self.catalog, self.segments = catalog, segments
         starts = np.array([s.label for s in segments], np.int64)
         ends = starts + [len(s) for s in segments]
@@ -131,11 +138,37 @@ class Segments:
 
     def sync(self, generation: int, stamp: str, checkpoint=lambda stage: None) -> str | None:
         """Write the pending rows as a segment, merge or train again when the sizes ask for it,
-        and commit the version (atomically) as the table's `generation`. -> a note when the index
-        was rebuilt for its size, else None."""
+        and commit the version (atomically) as the table's `generation` at `stamp`. -> a note
+        ("rebuilt for N vectors: OLD -> NEW") when the index was built again for its size."""
         from clipsearch.ann import compaction
 
         return compaction.commit(self, generation, stamp, checkpoint)
+
+    def optimize(self, generation: int, stamp: str, checkpoint=lambda stage: None) -> str | None:
+        """`sync`, with every segment merged into one (dead rows dropped) and the index trained again
+        when its size asks for another spec."""
+        from clipsearch.ann import compaction
+
+        return compaction.commit(self, generation, stamp, checkpoint, everything=True)
+
+    def mark_dirty(self, ids) -> None:
+        """Commit, before a table change that may touch rows held here, that these ids may differ from
+        the table until the next sync: a reader, or the next writer after a crash, reads them again."""
+        from clipsearch.ann.compaction import save_npy
+
+        ids = np.union1d(self.dirty_ids(), np.asarray(ids, np.int64))
+        working, serial = self.catalog.serial()
+        name = f"dirty-{serial:06d}.npy"
+        save_npy(self.folder / name, ids)
+        self.catalog = replace(working, dirty=name)
+        committed = replace(self.committed, dirty=name, next_serial=working.next_serial)
+        cat.write(self.folder, committed, keep=self.catalog.files())
+        self.committed = committed
+
+    def dirty_ids(self) -> np.ndarray:
+        """Ids marked dirty in the committed version (sorted int64)."""
+        d = self.committed.dirty
+        return np.load(self.folder / d) if d else np.zeros(0, np.int64)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -176,6 +209,17 @@ class Segments:
                 out[x] = r
         return out
 
+    def live_ids(self) -> np.ndarray:
+        """Every id held, sorted int64."""
+        parts = [ids for ids, _ in self._ids_by_chunk()] + [self.pending.ids]
+        return np.sort(np.concatenate([np.zeros(0, np.int64), *parts]))
+
+    def _ids_by_chunk(self, size: int = 1 << 20):
+        for s in self.segments:
+            for start in range(0, len(s), size):
+                ids = np.asarray(s.ids[start:start + size])
+                yield ids[~_isin_sorted(s.label + start + np.arange(len(ids)), self.dead)], start
+
     def live(self, size: int = 65_536):
         """(ids, float32 vectors) of every row held, in chunks: segments in order, then pending."""
         for s in self.segments:
@@ -207,7 +251,7 @@ class Segments:
         else:
             D, L = self._ivf_search(xq, k, nprobe, depth or RERANK_FACTOR * k, labels)
         D2, I2 = self.pending.search(xq, k, subset)
-        return _top(np.hstack([D, D2]), np.hstack([self.ids_of(L), I2]), k)
+        return top_k(np.hstack([D, D2]), np.hstack([self.ids_of(L), I2]), k)
 
     def _ivf_search(self, xq, k, nprobe, depth, labels):
         n = sum(len(s) for s in self.segments) - len(self.dead) if labels is None else len(labels)
@@ -278,26 +322,6 @@ class Segments:
             bitmap = _bitmap(self.dead)
             self._not_dead = (faiss.IDSelectorNot(bitmap[0]), bitmap)
         return self._not_dead
-
-
-def exact_top_k(xq: np.ndarray, xb: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k of xq (nq, D) over xb (n, D) whose ids are `ids` (n,)."""
-    S = xq @ np.ascontiguousarray(xb, np.float32).T
-    return _top(S, np.broadcast_to(ids, S.shape), k)
-
-
-def _top(D: np.ndarray, I: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of each row of scores D (nq, m) with their ids I, best first, -inf/-1 padded."""
-    out_D, out_I = np.full((len(D), k), -np.inf, np.float32), np.full((len(D), k), -1, np.int64)
-    kk = min(k, D.shape[1])
-    if kk:
-        part = np.argpartition(-D, kk - 1, axis=1)[:, :kk] if D.shape[1] > kk else np.tile(np.arange(kk), (len(D), 1))
-        top = np.take_along_axis(D, part, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        out_D[:, :kk] = np.take_along_axis(top, order, axis=1)
-        out_I[:, :kk] = np.take_along_axis(np.take_along_axis(I, part, axis=1), order, axis=1)
-    out_I[np.isneginf(out_D)] = -1
-    return out_D, out_I
 
 
 def _isin_sorted(x: np.ndarray, sorted_: np.ndarray) -> np.ndarray:

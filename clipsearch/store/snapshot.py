@@ -41,6 +41,16 @@ def write(path: Path, rows) -> None:
     atomic_write(path, memoryview(sink.getvalue()))
 
 
+def conform(rows, schema):
+    """`rows` (a pyarrow Table) with the columns of `schema`, in its order: columns it lacks (a
+    segment written before a schema upgrade) come as nulls."""
+    import pyarrow as pa
+
+    cols = [rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+            for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
 class Records:
     """The records of one segment, memory-mapped; `at(positions)` reads the few a query needs."""
 
