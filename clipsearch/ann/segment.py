@@ -101,7 +101,10 @@ class Segment:
         if ids.shape != (part.rows,) or vectors.shape != (part.rows, dim):
             raise ValueError(f"segment {base} holds {vectors.shape} vectors and {ids.shape} ids, its "
                              f"catalog says {part.rows} of dim {dim}")
-        return cls(part, ids, vectors, base.with_suffix(".rows"))
+        segment = cls(part, ids, vectors, base.with_suffix(".rows"))
+        if len(segment.records) != part.rows:
+            raise ValueError(f"{base}.rows holds {len(segment.records)} records, not {part.rows}")
+        return segment
 
     def __len__(self) -> int:
         return self.part.rows
@@ -150,6 +153,8 @@ class _VectorFile:
         shape, _, dtype = _read_header(self._f)
         self.shape, self._offset, self._row = shape, self._f.tell(), int(np.prod(shape[1:])) * dtype.itemsize
         self._dtype = dtype
+        if os.fstat(self._f.fileno()).st_size != self._offset + shape[0] * self._row:
+            raise ValueError(f"{path} is not as long as its header says")
 
     def span(self, start: int, end: int) -> np.ndarray:
         """Rows start..end-1 as float32, in one read."""

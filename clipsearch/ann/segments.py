@@ -45,6 +45,8 @@ class Segments:
         self.dead = np.load(folder / catalog.dead) if catalog.dead else np.zeros(0, np.int64)
         self.pending = Pending(self.dim)
         self._stack: Stack | None = None
+        if catalog.quantizer:
+            self._lists()  # maps the lists files now: a damaged one shows at open
         self._flat: tuple[np.ndarray, np.ndarray] | None = None  # labels, vectors of a Flat index
         self._not_dead = None  # faiss selector of live labels, built when first needed
 
