@@ -115,12 +115,12 @@ class Collection:
         """How many committed rows (`add_fragments`) the ANN index has yet to take in."""
         return sum(map(len, self._ann_pending))
 
-    def adopt_ann(self, build) -> None:
-        """Replace the ANN index's rows by those `build(folder, catalog)` wrote as segments from the
-        table's current rows (a sharded build: indexer/ray_ann.py); committed by `sync`."""
+    def adopt_ann(self, catalog) -> None:
+        """Make the ANN index's rows those of `catalog`'s segments, written from the table's current
+        rows elsewhere (a sharded build: indexer/ray_ann.py); committed by `sync`."""
         with self._writing():
-            self.ann().adopt(build)
-            self._ann_pending = []
+            self._ann_pending = []  # in the segments already
+            self.ann().adopt(catalog)
 
     def remove(self, ids) -> None:
         with self._writing():

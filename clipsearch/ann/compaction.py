@@ -40,7 +40,7 @@ def spill(segs) -> None:
         w.append(ids, xb, rows)
     part = Part(serial, len(ids), catalog.next_label)
     if catalog.quantizer:
-        part = replace(part, lists=_lists_name(serial, catalog.quantizer))
+        part = replace(part, lists=lists.lists_name(serial, catalog.quantizer))
         lists.write(segs.folder / part.lists, segs.folder / catalog.quantizer,
                     [(part.label + np.arange(len(ids)), xb)])
     catalog = replace(catalog, parts=catalog.parts + (part,), next_label=part.label + part.rows)
@@ -93,7 +93,7 @@ def _train(segs, spec: AnnSpec):
     lists.save_trained(segs.folder / qname, lists.train(spec, xt))
     parts = []
     for s in segs.segments:
-        name = _lists_name(s.part.serial, qname)
+        name = lists.lists_name(s.part.serial, qname)
         lists.write(segs.folder / name, segs.folder / qname,
                     ((s.label + start + np.arange(len(xb)), xb) for start, _, xb in s.chunks()))
         parts.append(replace(s.part, lists=name))
@@ -161,7 +161,7 @@ def merge(segs, group: list[int]) -> None:
             table = np.full(len(s), -1, np.int64)
             table[keep[i]] = new_label[src == i]
             relabel.append((segs.folder / s.part.lists, s.label, table))
-        part = replace(part, lists=_lists_name(serial, catalog.quantizer))
+        part = replace(part, lists=lists.lists_name(serial, catalog.quantizer))
         lists.merge(segs.folder / part.lists, segs.folder / catalog.quantizer, relabel)
     parts = tuple(s.part for s in rest) + (part,)
     segs.changed(replace(catalog, parts=parts, next_label=label + n),
@@ -213,7 +213,3 @@ def save_npy(path, a: np.ndarray) -> None:
     """np.save, atomically."""
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
         np.save(f, a)
-
-
-def _lists_name(serial: int, quantizer: str) -> str:
-    return f"{serial:06d}-{quantizer.removesuffix('.faiss')}.ivf"

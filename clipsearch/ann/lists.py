@@ -23,6 +23,11 @@ from clipsearch.ann.index import add_to_index, train_index
 from clipsearch.durable import atomic_file
 
 
+def lists_name(serial: int, quantizer: str) -> str:
+    """The file name of segment `serial`'s lists under the quantizer file `quantizer`."""
+    return f"{serial:06d}-{quantizer.removesuffix('.faiss')}.ivf"
+
+
 def train(spec, xt: np.ndarray):
     """The trained, empty faiss index for `spec` (an ivfpq AnnSpec), trained on xt (n, D) float32."""
     import faiss
@@ -74,9 +79,10 @@ def merge(path: Path, trained_path: Path, sources: list[tuple[Path, int, np.ndar
                 continue
             labels = new[faiss.rev_swig_ptr(src.get_ids(ln), n) - first]
             keep = np.flatnonzero(labels >= 0)
-            codes = faiss.rev_swig_ptr(src.get_codes(ln), n * cs).reshape(n, cs)[keep]
-            out.add_entries(ln, len(keep), faiss.swig_ptr(np.ascontiguousarray(labels[keep])),
-                            faiss.swig_ptr(np.ascontiguousarray(codes)))
+            # Named arrays: a temporary's memory could go before faiss copies it.
+            kept_labels = np.ascontiguousarray(labels[keep])
+            codes = np.ascontiguousarray(faiss.rev_swig_ptr(src.get_codes(ln), n * cs).reshape(n, cs)[keep])
+            out.add_entries(ln, len(keep), faiss.swig_ptr(kept_labels), faiss.swig_ptr(codes))
         del holder
     index.ntotal = faiss.extract_index_ivf(index).ntotal = sum(out.list_size(i) for i in range(out.nlist))
     _save_lists(index, path)

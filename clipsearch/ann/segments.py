@@ -138,6 +138,12 @@ class Segments:
         self.dead = self.dead[(seg >= 0) & (self.dead < ends[seg.clip(0)])] if len(segments) else self.dead[:0]
         self._stack = self._flat = self._not_dead = None
 
+    def adopt(self, catalog: Catalog) -> None:
+        """Hold the rows of `catalog`'s segments instead of every row held now (a sharded build of
+        the table's current rows: shards.py); committed by the next sync."""
+        self.pending, self.dead = Pending(self.dim), np.zeros(0, np.int64)
+        self.changed(catalog, [Segment.open(self.folder, p, self.dim) for p in catalog.parts])
+
     def sync(self, generation: int, stamp: str, checkpoint=lambda stage: None) -> str | None:
         """Write the pending rows as a segment, merge or train again when the sizes ask for it,
         and commit the version (atomically) as the table's `generation` at `stamp`. -> a note
