@@ -30,7 +30,7 @@ MAX_SEGMENTS = 8
 DELTA_SHARE = 0.25
 DEAD_SHARE = 0.2
 
-def spill(segs) -> None:
+def spill(segs, checkpoint=lambda stage: None) -> None:
     """Write the pending rows as a new segment of the working version (not committed yet)."""
     if not len(segs.pending):
         return
@@ -38,6 +38,7 @@ def spill(segs) -> None:
     catalog, serial = segs.catalog.serial()
     with Writer(segs.folder, serial, len(ids), segs.dim, rows.schema) as w:
         w.append(ids, xb, rows)
+        checkpoint("ann-writing")  # its files written, not yet in place
     part = Part(serial, len(ids), catalog.next_label)
     if catalog.quantizer:
         part = replace(part, lists=lists.lists_name(serial, catalog.quantizer))
@@ -51,7 +52,7 @@ def commit(segs, generation: int, stamp: str, checkpoint=lambda stage: None, eve
     """Spill, fit, tidy (`everything`: merge all into one), then commit as the table's
     `generation`; a note when the index was built again for its size."""
     if len(segs.pending):
-        spill(segs)
+        spill(segs, checkpoint)
         checkpoint("ann-segment")
     note = fit(segs, force=everything)
     if note:

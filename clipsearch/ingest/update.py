@@ -112,7 +112,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")
-        index.images.sync()
+        index.images.sync(checkpoint)
         index.skipped.update(resolved, found.not_media, kept=[p for p, _ in found.skipped])
         index.add_roots(resolved)
         summary.notes = list(index.images.notes) + (
