@@ -183,7 +183,7 @@ def test_sharded_ann_build_on_ray_equals_single_build(ray_cluster, tmp_path, mon
     images.remove(list(range(0, 12_000, 7)))
     keep = np.array([i for i in range(12_000) if i % 7], np.int64)
     spec = AnnSpec("ivfpq", 16, nlist=16, m=4, nbits=8, train_size=len(keep), nprobe=4)
-    monkeypatch.setattr(ray_ann, "SHARD_ROWS", 3_000)  # a shard per fragment
+    monkeypatch.setattr(ray_ann, "SHARD_ROWS", 2_000)  # a shard per fragment (2,571 rows each)
     ray.init(address=ray_cluster.address, log_to_driver=False)
     try:
         with index.writing():
