@@ -160,7 +160,7 @@ class Index:
     def info(self) -> dict:
         images = self.images.info()
         return {"index": str(self.root), "images": len(self), "model": self.identity.to_dict(),
-                "ann": images["ann"], "ann_spec": images["ann_spec"],
+                "ann": images["ann"], "ann_spec": images["ann_spec"], "ann_segments": images["ann_segments"],
                 "ann_trained_on": images["ann_trained_on"], "schema_version": self.manifest.schema_version,
                 "texts": {n: len(self.texts(n)) for n in self.text_names()},
                 "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root)}
