@@ -1,11 +1,12 @@
 """How a collection's ANN segments change on disk; every change ends in one catalog commit.
 
-- `spill`: the rows waiting in memory become a new segment (encoded with the trained quantizer);
+- `spill`: the rows waiting in memory become a new segment, encoded with the trained quantizer and
+  stored list by list (segment.py says why);
 - `fit`: when the collection outgrew its index (spec.outgrown: Flat -> IVF-PQ, or nlist 4x too
-  small), a quantizer trained on a sample of the live rows, and every segment's lists encoded again
-  (their rows are not rewritten);
-- `tidy`: merges, by the policy below; a merge rewrites only the rows it joins, in id order, and
-  renumbers their lists without encoding them again;
+  small), a quantizer trained on a sample of the live rows, every segment's lists encoded under it,
+  and all merged into one stored in its list order;
+- `tidy`: merges, by the policy below; a merge rewrites only the rows it joins, list by list (id
+  order for a Flat index), and renumbers their lists without encoding them again;
 - `commit`: all of that, then the dead labels and the catalog, atomically (catalog.py).
 Policy (docs/scale.md has the measurements): at most MAX_SEGMENTS segments, the two smallest merged
 first, so the small segments of frequent syncs merge cheaply; everything merged into one when the
@@ -31,19 +32,23 @@ DELTA_SHARE = 0.25
 DEAD_SHARE = 0.2
 
 def spill(segs, checkpoint=lambda stage: None) -> None:
-    """Write the pending rows as a new segment of the working version (not committed yet)."""
+    """Write the pending rows as a new segment of the working version (not committed yet): in list
+    order under the quantizer, else in id order."""
     if not len(segs.pending):
         return
     ids, xb, rows = segs.pending.take()
     catalog, serial = segs.catalog.serial()
+    quantizer = lists.Quantizer(segs.folder / catalog.quantizer) if catalog.quantizer else None
+    assign = quantizer.assign(xb) if quantizer else np.zeros(len(ids), np.int64)
+    order = np.lexsort((ids, assign))
+    ids, xb, assign = ids[order], xb[order], assign[order]
     with Writer(segs.folder, serial, len(ids), segs.dim, rows.schema) as w:
-        w.append(ids, xb, rows)
+        w.append(ids, xb, _take(rows, order))
         checkpoint("ann-writing")  # its files written, not yet in place
     part = Part(serial, len(ids), catalog.next_label)
-    if catalog.quantizer:
+    if quantizer:
         part = replace(part, lists=lists.lists_name(serial, catalog.quantizer))
-        lists.write(segs.folder / part.lists, segs.folder / catalog.quantizer,
-                    [(part.label + np.arange(len(ids)), xb)])
+        quantizer.write(segs.folder / part.lists, [(part.label + np.arange(len(ids)), xb, assign)])
     catalog = replace(catalog, parts=catalog.parts + (part,), next_label=part.label + part.rows)
     segs.changed(catalog, segs.segments + [Segment.open(segs.folder, part, segs.dim)])
 
@@ -83,6 +88,8 @@ def fit(segs, force: bool = False) -> str | None:
         catalog, trained_on = _train(segs, want)
         catalog = replace(catalog, trained_on=trained_on)
     segs.changed(replace(catalog, spec=want.to_dict()), segs.segments)
+    if len(segs.segments):  # rows stored list by list under the new quantizer
+        merge(segs, list(range(len(segs.segments))))
     return f"rebuilt for {n} vectors: {old.describe()} -> {want.describe()}"
 
 
@@ -92,11 +99,11 @@ def _train(segs, spec: AnnSpec):
     catalog, serial = segs.catalog.serial()
     qname = f"q{serial:06d}.faiss"
     lists.save_trained(segs.folder / qname, lists.train(spec, xt))
-    parts = []
+    quantizer, parts = lists.Quantizer(segs.folder / qname), []
     for s in segs.segments:
         name = lists.lists_name(s.part.serial, qname)
-        lists.write(segs.folder / name, segs.folder / qname,
-                    ((s.label + start + np.arange(len(xb)), xb) for start, _, xb in s.chunks()))
+        quantizer.write(segs.folder / name, ((s.label + start + np.arange(len(xb)), xb, None)
+                                             for start, _, xb in s.chunks()))
         parts.append(replace(s.part, lists=name))
     return replace(catalog, quantizer=qname, parts=tuple(parts)), len(xt)
 
@@ -135,24 +142,31 @@ def plan(segs, everything: bool = False) -> list[int] | None:
 
 
 def merge(segs, group: list[int]) -> None:
-    """Replace the segments at `group` by one of their live rows, in id order."""
+    """Replace the segments at `group` by one of their live rows: list by list under the quantizer
+    (their lists renumbered, not encoded again), else in id order."""
+    import pyarrow as pa
+
     sources = [segs.segments[i] for i in group]
     keep = [np.flatnonzero(~_dead_mask(segs, s)) for s in sources]
-    src = np.concatenate([np.full(len(k), i, np.int64) for i, k in enumerate(keep)])
-    pos = np.concatenate(keep) if keep else np.zeros(0, np.int64)
-    order = np.argsort(np.concatenate([s.ids[k] for s, k in zip(sources, keep)]), kind="stable")
+    src = np.concatenate([np.zeros(0, np.int64)] + [np.full(len(k), i, np.int64) for i, k in enumerate(keep)])
+    row = np.concatenate([np.zeros(0, np.int64), *keep])
+    if segs.catalog.quantizer:
+        key = np.concatenate([np.zeros(0, np.int64)] + [
+            lists.assignment(segs.folder / s.part.lists, s.label, len(s))[k] for s, k in zip(sources, keep)])
+        order = np.lexsort((row, src, key))
+    else:
+        order = np.argsort(np.concatenate([np.zeros(0, np.int64)] + [s.ids[k] for s, k in zip(sources, keep)]),
+                           kind="stable")
     catalog, serial = segs.catalog.serial()
     label, n = catalog.next_label, len(order)
     rest = [s for i, s in enumerate(segs.segments) if i not in group]
     if n == 0:
         segs.changed(replace(catalog, parts=tuple(s.part for s in rest)), rest)
         return
-    import pyarrow as pa
-
     schema = pa.unify_schemas([s.records.table.schema for s in sources])
     with Writer(segs.folder, serial, n, segs.dim, schema) as w:
         for c in range(0, n, CHUNK):
-            w.append(*_gather(sources, src[order[c:c + CHUNK]], pos[order[c:c + CHUNK]]))
+            w.append(*_gather(sources, src[order[c:c + CHUNK]], row[order[c:c + CHUNK]], segs.dim))
     part = Part(serial, n, label)
     if catalog.quantizer:
         new_label = np.empty(n, np.int64)
@@ -169,24 +183,26 @@ def merge(segs, group: list[int]) -> None:
                  rest + [Segment.open(segs.folder, part, segs.dim)])
 
 
-def _gather(sources, src: np.ndarray, pos: np.ndarray):
-    """(ids, float32 vectors, records) of rows (source, position), in the given order. Each source's
-    rows come in ascending position (id order within a source), so one span read each."""
+def _gather(sources, src: np.ndarray, row: np.ndarray, dim: int):
+    """(ids, float32 vectors, records) of these (source, row) pairs, in their order."""
     import pyarrow as pa
 
-    ids, xb = np.empty(len(src), np.int64), None
+    ids, xb = np.empty(len(src), np.int64), np.empty((len(src), dim), np.float32)
     tables, where = [], []
     for i in np.unique(src):
         mask = np.flatnonzero(src == i)
-        p, s = pos[mask], sources[i]
-        lo, hi = int(p[0]), int(p[-1]) + 1
-        span_ids, span_xb = s.span(lo, hi)
-        xb = np.empty((len(src), span_xb.shape[1]), np.float32) if xb is None else xb
-        ids[mask], xb[mask] = span_ids[p - lo], span_xb[p - lo]
-        tables.append(s.records.table.slice(lo, hi - lo).take(pa.array(p - lo)))
+        s = sources[i]
+        ids[mask], xb[mask] = s.ids[row[mask]], s.vectors_at(row[mask])
+        tables.append(_take(s.records.table, row[mask]))
         where.append(mask)
-    rows = pa.concat_tables(tables, promote_options="default").take(pa.array(np.argsort(np.concatenate(where), kind="stable")))
-    return ids, xb, rows
+    order = np.argsort(np.concatenate(where), kind="stable")
+    return ids, xb, _take(pa.concat_tables(tables, promote_options="default"), order)
+
+
+def _take(table, rows: np.ndarray):
+    import pyarrow as pa
+
+    return table.take(pa.array(np.asarray(rows, np.int64)))
 
 
 def _dead_mask(segs, s: Segment) -> np.ndarray:

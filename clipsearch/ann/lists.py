@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsearch.ann.index import add_to_index, train_index
+from clipsearch.ann.index import add_to_index, coarse_assign, train_index
 from clipsearch.durable import atomic_file
 
 
@@ -53,13 +53,39 @@ def load_trained(path: Path):
     return faiss.read_index(str(path))
 
 
-def write(path: Path, trained_path: Path, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Encode chunks of (labels (n,) int64, xb (n, D) float32) under the trained quantizer at
-    `trained_path` into a lists file at `path` (atomically)."""
-    index = load_trained(trained_path)
-    for labels, xb in chunks:
-        add_to_index(index, np.ascontiguousarray(xb, np.float32), np.ascontiguousarray(labels, np.int64))
-    _save_lists(index, path)
+class Quantizer:
+    """The trained, empty index saved at `path`: which list a vector goes to, and lists files."""
+
+    def __init__(self, path: Path):
+        self.path, self.index = path, load_trained(path)
+
+    def assign(self, xb: np.ndarray) -> np.ndarray:
+        """(n,) int64: the list of each of xb (n, D) float32."""
+        return coarse_assign(self.index, xb)
+
+    def write(self, path: Path, chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> None:
+        """Encode chunks of (labels (n,) int64, xb (n, D) float32, their lists or None) into a lists
+        file at `path` (atomically)."""
+        import faiss
+
+        index = faiss.clone_index(self.index)
+        for labels, xb, assign in chunks:
+            add_to_index(index, np.ascontiguousarray(xb, np.float32), np.ascontiguousarray(labels, np.int64), assign)
+        _save_lists(index, path)
+
+
+def assignment(path: Path, first: int, n: int) -> np.ndarray:
+    """(n,) int64: the list of each row of the segment whose lists file is `path` (labels first..)."""
+    import faiss
+
+    holder = _map(path)
+    src = faiss.extract_index_ivf(holder).invlists
+    out = np.full(n, -1, np.int64)
+    for ln in range(src.nlist):
+        k = src.list_size(ln)
+        if k:
+            out[faiss.rev_swig_ptr(src.get_ids(ln), k) - first] = ln
+    return out
 
 
 def merge(path: Path, trained_path: Path, sources: list[tuple[Path, int, np.ndarray]]) -> None:

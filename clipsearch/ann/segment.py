@@ -1,14 +1,16 @@
 """One segment of a collection's ANN index: rows written together, then never changed.
 
 Files of segment S in the collection's `<name>.ann/` folder (catalog.py names them):
-- `S.ids`: the rows' ids, int64, ascending (npy);
-- `S.vec`: their vectors in the same order (npy, VECTOR_DTYPE): the exact re-rank reads its few
-  candidates' from here;
-- `S.rows`: what hits show of them, in the same order (store/snapshot.py);
+- `S.ids`: the rows' ids, int64, in row order (npy);
+- `S.idx`: the same ids sorted, with their rows (npy, 2 x n): lookups by id;
+- `S.vec`: the rows' vectors (npy, VECTOR_DTYPE): the exact re-rank reads its candidates' here;
+- `S.rows`: what hits show of them (store/snapshot.py);
 - `S-qQ.ivf`, when the index is IVF-PQ: their lists under the trained quantizer Q (lists.py), each
-  row labelled with the segment's first label plus its position.
-All are memory-mapped at open: no row is read until a query needs it. Rows removed later are
-marked dead in the catalog, not deleted here.
+  row labelled with the segment's first label plus its row.
+Rows of an IVF-PQ segment are stored list by list (compaction.py), so the candidates of a query,
+which come from the few lists it probes, lie in a few runs of the file: a bursty query's 1,024
+candidates are ~20 reads, not 1,020 (docs/scale.md). The files are opened, not read: no row is
+read until a query needs it. Rows removed later are marked dead in the catalog, not deleted here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from clipsearch.store import snapshot
 VECTOR_DTYPE = "float32"
 #: Rows gathered at once when a segment is read whole (merges, duplicates): bounds the float32 copy.
 CHUNK = 65_536
+#: Rows read in one go when wanted rows are at most this far apart: a read costs as much as ~4 rows.
+GAP = 4
 
 
 def stem(folder: Path, serial: int) -> Path:
@@ -38,20 +42,22 @@ def stem(folder: Path, serial: int) -> Path:
 
 
 class Writer:
-    """Writes one segment's files from chunks of rows given in ascending id order (plain writes: a
-    merge at 1M would otherwise map 2 GB of written pages into the process)."""
+    """Writes one segment's files from chunks of rows, in the order they are to be stored (plain
+    writes: a merge at 1M would otherwise map 2 GB of written pages into the process)."""
 
     def __init__(self, folder: Path, serial: int, n: int, dim: int, rows_schema, dtype: str = VECTOR_DTYPE):
         """`rows_schema`: of the records (pyarrow), those appended are made to fit it."""
         import pyarrow as pa
 
-        self.n, self.at, self._schema, self._last, self._dtype = n, 0, rows_schema, -1, np.dtype(dtype)
-        self._stack = ExitStack()
-        base = stem(folder, serial)
-        self._ids = self._open_npy(base.with_suffix(".ids"), np.int64, (n,))
-        self._vec = self._open_npy(base.with_suffix(".vec"), dtype, (n, dim))
-        rows_tmp = self._stack.enter_context(atomic_file(base.with_suffix(".rows")))
+        self.n, self._schema, self._dtype, self._ids = n, rows_schema, np.dtype(dtype), []
+        self._base, self._stack = stem(folder, serial), ExitStack()
+        self._vec = self._open_npy(self._base.with_suffix(".vec"), dtype, (n, dim))
+        rows_tmp = self._stack.enter_context(atomic_file(self._base.with_suffix(".rows")))
         self._rows = self._stack.enter_context(pa.ipc.new_file(str(rows_tmp), rows_schema))
+
+    @property
+    def at(self) -> int:
+        return sum(map(len, self._ids))
 
     def _open_npy(self, path: Path, dtype, shape):
         f = self._stack.enter_context(open(self._stack.enter_context(atomic_file(path)), "wb"))
@@ -60,48 +66,57 @@ class Writer:
         return f
 
     def append(self, ids: np.ndarray, xb: np.ndarray, rows) -> None:
-        """ids (m,) int64 ascending and above every id appended before; xb (m, D); rows: their
-        records, a pyarrow Table of m rows."""
+        """ids (m,) int64 (none written before), xb (m, D), their records (a pyarrow Table)."""
         ids = np.asarray(ids, np.int64)
-        if len(ids) == 0:
-            return
-        if ids[0] <= self._last or np.any(np.diff(ids) <= 0) or rows.num_rows != len(ids) or len(xb) != len(ids):
-            raise ValueError("a segment's rows must come in ascending id order, each with its vector and record")
-        self._ids.write(ids.tobytes())
-        self._vec.write(np.ascontiguousarray(xb, self._dtype).tobytes())
-        self._rows.write_table(snapshot.conform(rows, self._schema))
-        self.at, self._last = self.at + len(ids), int(ids[-1])
+        if rows.num_rows != len(ids) or len(xb) != len(ids):
+            raise ValueError("each row of a segment needs its id, vector and record")
+        if len(ids):
+            self._ids.append(ids)
+            self._vec.write(np.ascontiguousarray(xb, self._dtype).tobytes())
+            self._rows.write_table(snapshot.conform(rows, self._schema))
 
     def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, kind, err, tb) -> None:
-        """Flush and rename the files into place; delete them if the block failed or fell short."""
-        short = kind is None and self.at != self.n
-        if short:
-            kind, err = ValueError, ValueError(f"a segment got {self.at} rows of {self.n}")
+        """Write the ids, flush and rename the files into place; delete them if the block failed."""
+        if kind is None:
+            try:
+                self._write_ids()
+            except ValueError as e:
+                kind, err = ValueError, e
         self._stack.__exit__(kind, err, tb)
-        if short:
+        if err is not None and tb is None:
             raise err
+
+    def _write_ids(self) -> None:
+        ids = np.concatenate([np.zeros(0, np.int64), *self._ids])
+        order = np.argsort(ids, kind="stable")
+        if len(ids) != self.n or np.any(np.diff(ids[order]) == 0):
+            raise ValueError(f"a segment got {len(ids)} rows of {self.n}, or an id twice")
+        for suffix, a in ((".ids", ids), (".idx", np.stack([ids[order], order]))):
+            f = self._open_npy(self._base.with_suffix(suffix), np.int64, a.shape)
+            f.write(np.ascontiguousarray(a).tobytes())
 
 
 class Segment:
-    """One written segment: ids memory-mapped, vectors read with pread, records mapped when needed."""
+    """One written segment: ids mapped, vectors read with pread, records mapped when first needed."""
 
-    def __init__(self, part: Part, ids: np.ndarray, vectors: _VectorFile, rows_path: Path):
-        self.part, self.ids, self._vectors, self._rows_path = part, ids, vectors, rows_path
-        self._records: snapshot.Records | None = None
+    def __init__(self, part: Part, ids: np.ndarray, index: np.ndarray, vectors: _VectorFile, rows_path: Path):
+        self.part, self.ids, self._index, self._vectors = part, ids, index, vectors
+        self._rows_path, self._records = rows_path, None
 
     @classmethod
     def open(cls, folder: Path, part: Part, dim: int) -> Segment:
         """Open segment `part`'s files; OSError or ValueError if one is missing or doesn't match."""
         base = stem(folder, part.serial)
         ids = np.load(base.with_suffix(".ids"), mmap_mode="r")
+        index = np.load(base.with_suffix(".idx"), mmap_mode="r")
         vectors = _VectorFile(base.with_suffix(".vec"))
-        if ids.shape != (part.rows,) or vectors.shape != (part.rows, dim):
+        if ids.shape != (part.rows,) or index.shape != (2, part.rows) or vectors.shape != (part.rows, dim):
             raise ValueError(f"segment {base} holds {vectors.shape} vectors and {ids.shape} ids, its "
                              f"catalog says {part.rows} of dim {dim}")
-        segment = cls(part, ids, vectors, base.with_suffix(".rows"))
+        segment = cls(part, ids, index, vectors, base.with_suffix(".rows"))
         if len(segment.records) != part.rows:
             raise ValueError(f"{base}.rows holds {len(segment.records)} records, not {part.rows}")
         return segment
@@ -114,16 +129,16 @@ class Segment:
         return self.part.label
 
     def find(self, ids: np.ndarray) -> np.ndarray:
-        """Row positions of `ids` (int64, any order), -1 where the segment doesn't hold one."""
+        """Rows of `ids` (int64, any order), -1 where the segment doesn't hold one."""
         ids = np.asarray(ids, np.int64)
-        if not len(self.ids) or not len(ids):
+        if not len(self) or not len(ids):
             return np.full(len(ids), -1, np.int64)
-        pos = np.searchsorted(self.ids, ids).clip(0, len(self.ids) - 1)
-        return np.where(self.ids[pos] == ids, pos, -1)
+        pos = np.searchsorted(self._index[0], ids).clip(0, len(self) - 1)
+        return np.where(self._index[0][pos] == ids, self._index[1][pos], -1)
 
-    def vectors_at(self, pos: np.ndarray) -> np.ndarray:
-        """(len(pos), D) float32 vectors at these row positions."""
-        return self._vectors.rows(np.asarray(pos, np.int64))
+    def vectors_at(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), D) float32 vectors of these rows."""
+        return self._vectors.rows(np.asarray(rows, np.int64))
 
     @property
     def records(self) -> snapshot.Records:
@@ -131,12 +146,8 @@ class Segment:
             self._records = snapshot.Records.open(self._rows_path)
         return self._records
 
-    def span(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, float32 vectors) of rows start..end-1, in one read."""
-        return np.asarray(self.ids[start:end]), self._vectors.span(start, end)
-
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(first position, ids, float32 vectors) of consecutive rows, `size` at a time."""
+        """(first row, ids, float32 vectors) of consecutive rows, `size` at a time."""
         for s in range(0, len(self), size):
             e = min(s + size, len(self))
             yield s, np.asarray(self.ids[s:e]), self._vectors.span(s, e)
@@ -144,34 +155,38 @@ class Segment:
 
 class _VectorFile:
     """The rows of a .vec file (npy, float32), read with pread: a query reads its few candidates
-    without mapping the file, because mapped pages count in the process's memory, and the kernel maps
-    a cached file 64 KB around every page touched: 200 queries at 1M mapped the whole 2 GB file,
-    where their reads touch a few MB (docs/scale.md)."""
+    without mapping the file, because mapped pages count in the process's memory, and the kernel
+    maps far more than the page touched (a whole large folio: one query of 1,024 candidates at 1M
+    mapped 1.2 GB of a 2 GB file, docs/scale.md)."""
 
     def __init__(self, path: Path):
         self._f = open(path, "rb", buffering=0)
         shape, _, dtype = _read_header(self._f)
-        self.shape, self._offset, self._row = shape, self._f.tell(), int(np.prod(shape[1:])) * dtype.itemsize
-        self._dtype = dtype
+        self.shape, self._offset, self._dtype = shape, self._f.tell(), dtype
+        self._row = int(np.prod(shape[1:])) * dtype.itemsize
         if os.fstat(self._f.fileno()).st_size != self._offset + shape[0] * self._row:
             raise ValueError(f"{path} is not as long as its header says")
 
     def span(self, start: int, end: int) -> np.ndarray:
         """Rows start..end-1 as float32, in one read."""
-        out = np.empty((end - start, *self.shape[1:]), self._dtype)
-        if end > start:
-            _read_into(self._f, memoryview(out).cast("B"), self._offset + start * self._row)
-        return out.astype(np.float32, copy=False)
+        data = _read(self._f, self._offset + start * self._row, (end - start) * self._row)
+        return np.frombuffer(data, self._dtype).reshape(end - start, *self.shape[1:]).astype(np.float32)
 
-    def rows(self, pos: np.ndarray) -> np.ndarray:
-        """Rows at `pos` (any order) as float32, one read each, in file order."""
-        out = np.empty((len(pos), *self.shape[1:]), self._dtype)
-        if not len(pos):
-            return out.astype(np.float32, copy=False)
-        mv, order = memoryview(out).cast("B"), np.argsort(pos, kind="stable")
-        for j, p in zip(order.tolist(), pos[order].tolist()):
-            _read_into(self._f, mv[j * self._row:(j + 1) * self._row], self._offset + p * self._row)
-        return out.astype(np.float32, copy=False)
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows at `rows` (any order) as float32: one read per run of rows at most GAP apart."""
+        if not len(rows):
+            return np.empty((0, *self.shape[1:]), np.float32)
+        order = np.argsort(rows, kind="stable")
+        r = rows[order]
+        cut = np.flatnonzero(np.diff(r) > GAP) + 1
+        starts, ends = np.r_[0, cut], np.r_[cut, len(r)]
+        lo, lens = r[starts], r[ends - 1] + 1 - r[starts]
+        run = np.repeat(np.arange(len(starts)), ends - starts)
+        at = np.r_[0, np.cumsum(lens)[:-1]][run] + (r - lo[run])  # each wanted row in what was read
+        data = _read_runs(self._f, (self._offset + lo * self._row).tolist(), (lens * self._row).tolist())
+        out = np.empty((len(rows), *self.shape[1:]), np.float32)
+        out[order] = np.frombuffer(data, self._dtype).reshape(-1, *self.shape[1:])[at]
+        return out
 
 
 def _read_header(f) -> tuple[tuple, bool, np.dtype]:
@@ -180,15 +195,28 @@ def _read_header(f) -> tuple[tuple, bool, np.dtype]:
     return read(f)
 
 
-def _read_into(f, buf: memoryview, offset: int) -> None:
-    if hasattr(os, "preadv"):
-        n = os.preadv(f.fileno(), [buf], offset)
+def _read_runs(f, offsets: list[int], sizes: list[int]) -> bytes:
+    """The bytes of these (offset, size) runs of `f`, one after the other."""
+    if hasattr(os, "pread"):
+        fd = f.fileno()
+        data = b"".join([os.pread(fd, n, o) for o, n in zip(offsets, sizes)])  # fastest of several loops tried
+    else:
+        data = b"".join([_read(f, o, n) for o, n in zip(offsets, sizes)])
+    if len(data) != sum(sizes):
+        raise OSError(f"{f.name} is shorter than its header says: run `clipsearch optimize`")
+    return data
+
+
+def _read(f, offset: int, n: int) -> bytes:
+    if hasattr(os, "pread"):
+        data = os.pread(f.fileno(), n, offset)
     else:  # Windows: no pread
         with _SEEK:
             f.seek(offset)
-            n = f.readinto(buf)
-    if n != len(buf):
-        raise OSError(f"{f.name} is shorter than its header says: delete its folder and rebuild")
+            data = f.read(n)
+    if len(data) != n:
+        raise OSError(f"{f.name} is shorter than its header says: run `clipsearch optimize`")
+    return data
 
 
 _SEEK = threading.Lock()

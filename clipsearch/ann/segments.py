@@ -276,7 +276,7 @@ class Segments:
 
         if depth <= k:
             return candidates(xq, k)
-        return refine_search(candidates, self._vectors_at_labels, xq, k, depth, n)
+        return refine_search(candidates, _Remembered(self._vectors_at_labels, self.dim), xq, k, depth, n)
 
     def _flat_search(self, xq, k, labels):
         if self._flat is None:
@@ -330,6 +330,22 @@ class Segments:
             bitmap = _bitmap(self.dead)
             self._not_dead = (faiss.IDSelectorNot(bitmap[0]), bitmap)
         return self._not_dead
+
+
+class _Remembered:
+    """A lookup of vectors by label that reads each label once: the re-rank asks for its candidates
+    again each time it goes deeper (refine.search), and every read is a system call."""
+
+    def __init__(self, lookup, dim: int):
+        self._lookup, self._labels, self._xb = lookup, np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        new = labels[~_isin_sorted(labels, self._labels)]
+        if len(new):
+            labels_all = np.concatenate([self._labels, new])
+            order = np.argsort(labels_all, kind="stable")
+            self._labels, self._xb = labels_all[order], np.concatenate([self._xb, self._lookup(new)])[order]
+        return self._xb[np.searchsorted(self._labels, labels)]
 
 
 def _isin_sorted(x: np.ndarray, sorted_: np.ndarray) -> np.ndarray:

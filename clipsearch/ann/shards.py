@@ -83,10 +83,13 @@ def write_segment(job: Job, ids: np.ndarray, xb: np.ndarray, rows) -> Part:
     Table) as a segment with its lists under the job's quantizer; -> its part of the catalog."""
     import pyarrow as pa
 
-    order = np.argsort(np.asarray(ids, np.int64), kind="stable")
-    ids, xb, rows = np.asarray(ids, np.int64)[order], np.asarray(xb, np.float32)[order], rows.take(pa.array(order))
+    quantizer = lists.Quantizer(job.folder / job.quantizer)
+    ids, xb = np.asarray(ids, np.int64), np.ascontiguousarray(xb, np.float32)
+    assign = quantizer.assign(xb)
+    order = np.lexsort((ids, assign))  # stored list by list, as compaction.spill does
+    ids, xb, assign, rows = ids[order], xb[order], assign[order], rows.take(pa.array(order))
     with Writer(job.folder, job.serial, len(ids), xb.shape[1], rows.schema) as w:
         w.append(ids, xb, rows)
     name = lists.lists_name(job.serial, job.quantizer)
-    lists.write(job.folder / name, job.folder / job.quantizer, [(job.label + np.arange(len(ids)), xb)])
+    quantizer.write(job.folder / name, [(job.label + np.arange(len(ids)), xb, assign)])
     return Part(job.serial, len(ids), job.label, name)
