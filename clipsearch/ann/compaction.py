@@ -114,7 +114,7 @@ def _sample(segs, size: int) -> np.ndarray:
         s.label + np.flatnonzero(~_dead_mask(segs, s)) for s in segs.segments])
     if size < len(live):
         live = np.sort(np.random.default_rng(0).choice(live, size, replace=False))
-    return segs._vectors_at_labels(live)
+    return segs.vectors_at_labels(live)
 
 
 def tidy(segs, everything: bool = False) -> bool:
@@ -224,6 +224,17 @@ def _with_dead(segs, catalog: cat.Catalog) -> cat.Catalog:
     name = f"dead-{serial:06d}.npy"
     save_npy(segs.folder / name, segs.dead)
     return replace(catalog, dead=name)
+
+
+def mark_dirty(segs, ids: np.ndarray) -> None:
+    """Commit the committed version with `ids` (sorted int64) as its dirty ids (segments.py)."""
+    working, serial = segs.catalog.serial()
+    name = f"dirty-{serial:06d}.npy"
+    save_npy(segs.folder / name, ids)
+    segs.catalog = replace(working, dirty=name)
+    committed = replace(segs.committed, dirty=name, next_serial=working.next_serial)
+    cat.write(segs.folder, committed, keep=segs.catalog.files())
+    segs.committed = committed
 
 
 def save_npy(path, a: np.ndarray) -> None:

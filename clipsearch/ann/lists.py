@@ -170,6 +170,27 @@ class Stack:
         ivf = faiss.extract_index_ivf(self.index)
         return ivf.quantizer.reconstruct_n(0, ivf.nlist)
 
-    def search(self, xq: np.ndarray, k: int, params) -> tuple[np.ndarray, np.ndarray]:
-        """faiss search: code scores D and labels I (nq, k), -1 padded."""
-        return self.index.search(xq, k, params=params)
+    def search(self, xq: np.ndarray, k: int, nprobe: int, sel=None) -> tuple[np.ndarray, np.ndarray]:
+        """Code scores D and labels I (nq, k) of the k best in `nprobe` lists, -inf/-1 padded;
+        `sel`: a faiss IDSelector of the labels that may be returned."""
+        import faiss
+
+        extra = {} if sel is None else {"sel": sel}
+        if isinstance(faiss.downcast_index(faiss.extract_index_ivf(self.index).quantizer), faiss.IndexHNSW):
+            hnsw = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))  # its beam at least nprobe wide
+            params = faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw, **extra)
+        else:
+            params = faiss.SearchParametersIVF(nprobe=nprobe, **extra)
+        D, I = self.index.search(xq, k, params=params)
+        D[I < 0] = -np.inf
+        return D, I
+
+
+def bitmap_selector(labels: np.ndarray):
+    """(faiss IDSelectorBitmap over these labels, its bitmap): keep the bitmap alive with it."""
+    import faiss
+
+    bits = np.zeros(int(labels.max()) + 1 if len(labels) else 1, bool)
+    bits[labels] = True
+    bitmap = np.packbits(bits, bitorder="little")
+    return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)), bitmap

@@ -169,8 +169,10 @@ class _VectorFile:
 
     def span(self, start: int, end: int) -> np.ndarray:
         """Rows start..end-1 as float32, in one read."""
-        data = _read(self._f, self._offset + start * self._row, (end - start) * self._row)
-        return np.frombuffer(data, self._dtype).reshape(end - start, *self.shape[1:]).astype(np.float32)
+        out = np.empty((end - start, *self.shape[1:]), self._dtype)
+        if end > start:
+            _read_into(self._f, memoryview(out).cast("B"), self._offset + start * self._row)
+        return out.astype(np.float32, copy=False)
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         """Rows at `rows` (any order) as float32: one read per run of rows at most GAP apart."""
@@ -178,15 +180,17 @@ class _VectorFile:
             return np.empty((0, *self.shape[1:]), np.float32)
         order = np.argsort(rows, kind="stable")
         r = rows[order]
-        cut = np.flatnonzero(np.diff(r) > GAP) + 1
+        cut = np.flatnonzero((np.diff(r) > GAP) | (np.diff(r // CHUNK) != 0)) + 1  # runs <= CHUNK rows
         starts, ends = np.r_[0, cut], np.r_[cut, len(r)]
         lo, lens = r[starts], r[ends - 1] + 1 - r[starts]
         run = np.repeat(np.arange(len(starts)), ends - starts)
-        at = np.r_[0, np.cumsum(lens)[:-1]][run] + (r - lo[run])  # each wanted row in what was read
-        data = _read_runs(self._f, (self._offset + lo * self._row).tolist(), (lens * self._row).tolist())
-        out = np.empty((len(rows), *self.shape[1:]), np.float32)
-        out[order] = np.frombuffer(data, self._dtype).reshape(-1, *self.shape[1:])[at]
-        return out
+        at = np.r_[0, np.cumsum(lens)[:-1]][run] + (r - lo[run])  # each wanted row in what is read
+        buf = np.empty((int(lens.sum()), *self.shape[1:]), self._dtype)
+        _read_runs(self._f, memoryview(buf).cast("B"), (self._offset + lo * self._row).tolist(),
+                   (lens * self._row).tolist())
+        where = np.empty_like(at)
+        where[order] = at
+        return buf[where].astype(np.float32, copy=False)
 
 
 def _read_header(f) -> tuple[tuple, bool, np.dtype]:
@@ -195,28 +199,23 @@ def _read_header(f) -> tuple[tuple, bool, np.dtype]:
     return read(f)
 
 
-def _read_runs(f, offsets: list[int], sizes: list[int]) -> bytes:
-    """The bytes of these (offset, size) runs of `f`, one after the other."""
-    if hasattr(os, "pread"):
-        fd = f.fileno()
-        data = b"".join([os.pread(fd, n, o) for o, n in zip(offsets, sizes)])  # fastest of several loops tried
-    else:
-        data = b"".join([_read(f, o, n) for o, n in zip(offsets, sizes)])
-    if len(data) != sum(sizes):
-        raise OSError(f"{f.name} is shorter than its header says: run `clipsearch optimize`")
-    return data
+def _read_runs(f, buf: memoryview, offsets: list[int], sizes: list[int]) -> None:
+    """Read these (offset, size) runs of `f` into `buf`, one after the other."""
+    at = 0
+    for o, n in zip(offsets, sizes):
+        _read_into(f, buf[at:at + n], o)
+        at += n
 
 
-def _read(f, offset: int, n: int) -> bytes:
-    if hasattr(os, "pread"):
-        data = os.pread(f.fileno(), n, offset)
+def _read_into(f, buf: memoryview, offset: int) -> None:
+    if hasattr(os, "preadv"):
+        got = os.preadv(f.fileno(), [buf], offset)
     else:  # Windows: no pread
         with _SEEK:
             f.seek(offset)
-            data = f.read(n)
-    if len(data) != n:
+            got = f.readinto(buf)
+    if got != len(buf):
         raise OSError(f"{f.name} is shorter than its header says: run `clipsearch optimize`")
-    return data
 
 
 _SEEK = threading.Lock()

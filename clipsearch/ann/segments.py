@@ -15,18 +15,17 @@ apart by label; ids come back through the segments.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from clipsearch.ann import catalog as cat
 from clipsearch.ann.catalog import Catalog
-from clipsearch.ann.lists import Stack
-from clipsearch.ann.pending import Pending, exact_top_k, top_k
+from clipsearch.ann import compaction, scan
+from clipsearch.ann.lists import Stack, bitmap_selector
+from clipsearch.ann.pending import Pending, top_k
 from clipsearch.ann.refine import RERANK_FACTOR
-from clipsearch.ann.refine import search as refine_search
-from clipsearch.ann.segment import VECTOR_DTYPE, Segment
+from clipsearch.ann.segment import CHUNK, VECTOR_DTYPE, Segment
 from clipsearch.ann.spec import AnnSpec
 from clipsearch.errors import IndexDirError, InputError
 
@@ -46,7 +45,7 @@ class Segments:
         self.pending = Pending(self.dim)
         self._stack: Stack | None = None
         if catalog.quantizer:
-            self._lists()  # maps the lists files now: a damaged one shows at open
+            self.lists()  # maps the lists files now: a damaged one shows at open
         self._flat: tuple[np.ndarray, np.ndarray] | None = None  # labels, vectors of a Flat index
         self._not_dead = None  # faiss selector of live labels, built when first needed
 
@@ -91,7 +90,7 @@ class Segments:
 
     def centroids(self) -> np.ndarray | None:
         """(nlist, D) float32 centroids of the IVF lists; None for an exact (Flat) index."""
-        return self._lists().centroids() if self.catalog.quantizer else None
+        return self.lists().centroids() if self.catalog.quantizer else None
 
     # --- changes (in memory until `sync`) --------------------------------------------------
 
@@ -105,8 +104,6 @@ class Segments:
         self.remove(ids)
         self.pending.add(ids, xb, rows)
         if len(self.pending) >= SPILL_ROWS:
-            from clipsearch.ann import compaction
-
             compaction.spill(self)
 
     def holds_any(self, ids) -> bool:
@@ -148,30 +145,17 @@ class Segments:
         """Write the pending rows as a segment, merge or train again when the sizes ask for it,
         and commit the version (atomically) as the table's `generation` at `stamp`. -> a note
         ("rebuilt for N vectors: OLD -> NEW") when the index was built again for its size."""
-        from clipsearch.ann import compaction
-
         return compaction.commit(self, generation, stamp, checkpoint)
 
     def optimize(self, generation: int, stamp: str, checkpoint=lambda stage: None) -> str | None:
         """`sync`, with every segment merged into one (dead rows dropped) and the index trained again
         when its size asks for another spec."""
-        from clipsearch.ann import compaction
-
         return compaction.commit(self, generation, stamp, checkpoint, everything=True)
 
     def mark_dirty(self, ids) -> None:
         """Commit, before a table change that may touch rows held here, that these ids may differ from
         the table until the next sync: a reader, or the next writer after a crash, reads them again."""
-        from clipsearch.ann.compaction import save_npy
-
-        ids = np.union1d(self.dirty_ids(), np.asarray(ids, np.int64))
-        working, serial = self.catalog.serial()
-        name = f"dirty-{serial:06d}.npy"
-        save_npy(self.folder / name, ids)
-        self.catalog = replace(working, dirty=name)
-        committed = replace(self.committed, dirty=name, next_serial=working.next_serial)
-        cat.write(self.folder, committed, keep=self.catalog.files())
-        self.committed = committed
+        compaction.mark_dirty(self, np.union1d(self.dirty_ids(), np.asarray(ids, np.int64)))
 
     def dirty_ids(self) -> np.ndarray:
         """Ids marked dirty in the committed version (sorted int64)."""
@@ -184,7 +168,7 @@ class Segments:
         """Sorted labels of the live segment rows of `ids` (int64)."""
         found = [s.label + p[p >= 0] for s in self.segments for p in [s.find(ids)]]
         labels = np.sort(np.concatenate([np.zeros(0, np.int64), *found]))
-        return labels[~_isin_sorted(labels, self.dead)]
+        return labels[~isin_sorted(labels, self.dead)]
 
     def ids_of(self, labels: np.ndarray) -> np.ndarray:
         """Ids of these labels (any shape), -1 for -1."""
@@ -197,11 +181,13 @@ class Segments:
     def vectors_of(self, ids) -> np.ndarray:
         """(len(ids), D) float32 stored vectors, zeros for ids not held."""
         ids = np.asarray(ids, np.int64)
+        if len(ids) > CHUNK:  # bounds what is read at once
+            return np.concatenate([self.vectors_of(ids[s:s + CHUNK]) for s in range(0, len(ids), CHUNK)])
         out, held = self.pending.vectors_of(ids)
         for s in self.segments:
             pos = s.find(ids)
             ok = (pos >= 0) & ~held
-            ok[ok] = ~_isin_sorted(s.label + pos[ok], self.dead)
+            ok[ok] = ~isin_sorted(s.label + pos[ok], self.dead)
             out[ok], held = s.vectors_at(pos[ok]), held | ok
         return out
 
@@ -212,7 +198,7 @@ class Segments:
         for s in self.segments:
             pos = s.find(ids)
             j = np.flatnonzero(pos >= 0)
-            j = [x for x in j[~_isin_sorted(s.label + pos[j], self.dead)] if out[x] is None]
+            j = [x for x in j[~isin_sorted(s.label + pos[j], self.dead)] if out[x] is None]
             for x, r in zip(j, s.records.at(pos[j])):
                 out[x] = r
         return out
@@ -226,13 +212,13 @@ class Segments:
         for s in self.segments:
             for start in range(0, len(s), size):
                 ids = np.asarray(s.ids[start:start + size])
-                yield ids[~_isin_sorted(s.label + start + np.arange(len(ids)), self.dead)], start
+                yield ids[~isin_sorted(s.label + start + np.arange(len(ids)), self.dead)], start
 
     def live(self, size: int = 65_536):
         """(ids, float32 vectors) of every row held, in chunks: segments in order, then pending."""
         for s in self.segments:
             for start, ids, xb in s.chunks(size):
-                keep = ~_isin_sorted(s.label + start + np.arange(len(ids)), self.dead)
+                keep = ~isin_sorted(s.label + start + np.arange(len(ids)), self.dead)
                 yield ids[keep], xb[keep]
         if len(self.pending):
             yield self.pending.ids, self.pending.xb
@@ -255,49 +241,37 @@ class Segments:
             raise InputError(f"k must be at least 1, got {k}")
         labels = None if subset is None else self.labels_of(np.asarray(subset, np.int64))
         if self.catalog.quantizer is None:
-            D, L = self._flat_search(xq, k, labels)
+            D, L = scan.flat(self, xq, k, labels)
         else:
-            D, L = self._ivf_search(xq, k, nprobe, depth or RERANK_FACTOR * k, labels)
+            D, L = scan.ivf(self, xq, k, nprobe, depth or RERANK_FACTOR * k, labels)
         D2, I2 = self.pending.search(xq, k, subset)
         return top_k(np.hstack([D, D2]), np.hstack([self.ids_of(L), I2]), k)
 
-    def _ivf_search(self, xq, k, nprobe, depth, labels):
-        n = sum(len(s) for s in self.segments) - len(self.dead) if labels is None else len(labels)
-        if n <= 0:
-            return np.full((len(xq), 0), -np.inf, np.float32), np.full((len(xq), 0), -1, np.int64)
-        spec, stack = self.spec, self._lists()
-        nprobe = min(max(1, nprobe or spec.nprobe or 1), stack.nlist)
-        sel = self._live_selector() if labels is None else _bitmap(labels)
-
-        def candidates(x, d):
-            D, L = stack.search(x, d, _params(stack, nprobe, sel and sel[0]))
-            D[L < 0] = -np.inf
-            return D, L
-
-        if depth <= k:
-            return candidates(xq, k)
-        return refine_search(candidates, _Remembered(self._vectors_at_labels, self.dim), xq, k, depth, n)
-
-    def _flat_search(self, xq, k, labels):
+    def flat_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, float32 vectors) of every live segment row, read once (a Flat index is small)."""
         if self._flat is None:
-            kept = [(ids, xb) for ids, xb in self._segment_rows()]
-            self._flat = (np.concatenate([np.zeros(0, np.int64), *[a for a, _ in kept]]),
-                          np.concatenate([np.zeros((0, self.dim), np.float32), *[b for _, b in kept]]))
-        L, xb = self._flat
-        if labels is not None:
-            keep = _isin_sorted(L, labels)
-            L, xb = L[keep], xb[keep]
-        return exact_top_k(xq, xb, L, k)
+            parts = []
+            for s in self.segments:
+                for start, _, xb in s.chunks():
+                    labels = s.label + start + np.arange(len(xb))
+                    keep = ~isin_sorted(labels, self.dead)
+                    parts.append((labels[keep], xb[keep]))
+            self._flat = (np.concatenate([np.zeros(0, np.int64), *[a for a, _ in parts]]),
+                          np.concatenate([np.zeros((0, self.dim), np.float32), *[b for _, b in parts]]))
+        return self._flat
 
-    def _segment_rows(self):
-        """(labels, vectors) of the live segment rows, chunk by chunk."""
-        for s in self.segments:
-            for start, _, xb in s.chunks():
-                labels = s.label + start + np.arange(len(xb))
-                keep = ~_isin_sorted(labels, self.dead)
-                yield labels[keep], xb[keep]
+    def live_selector(self):
+        """A faiss selector of the labels not dead (with what it points to), None when none is dead."""
+        if len(self.dead) == 0:
+            return None
+        if self._not_dead is None:
+            import faiss
 
-    def _vectors_at_labels(self, labels: np.ndarray) -> np.ndarray:
+            bitmap = bitmap_selector(self.dead)
+            self._not_dead = (faiss.IDSelectorNot(bitmap[0]), bitmap)
+        return self._not_dead
+
+    def vectors_at_labels(self, labels: np.ndarray) -> np.ndarray:
         out = np.zeros((len(labels), self.dim), np.float32)
         for s, mask in self._by_segment(labels):
             out[mask] = s.vectors_at(labels[mask] - s.label)
@@ -315,65 +289,19 @@ class Segments:
             if mask.any():
                 yield s, mask
 
-    def _lists(self) -> Stack:
+    def lists(self) -> Stack:
+        """The IVF lists of every segment, searched as one index (IVF-PQ only)."""
         if self._stack is None:
             q = self.folder / self.catalog.quantizer
             self._stack = Stack(q, [self.folder / p.lists for p in self.catalog.parts if p.rows])
         return self._stack
 
-    def _live_selector(self):
-        if len(self.dead) == 0:
-            return None
-        if self._not_dead is None:
-            import faiss
 
-            bitmap = _bitmap(self.dead)
-            self._not_dead = (faiss.IDSelectorNot(bitmap[0]), bitmap)
-        return self._not_dead
-
-
-class _Remembered:
-    """A lookup of vectors by label that reads each label once: the re-rank asks for its candidates
-    again each time it goes deeper (refine.search), and every read is a system call."""
-
-    def __init__(self, lookup, dim: int):
-        self._lookup, self._labels, self._xb = lookup, np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-
-    def __call__(self, labels: np.ndarray) -> np.ndarray:
-        new = labels[~_isin_sorted(labels, self._labels)]
-        if len(new):
-            labels_all = np.concatenate([self._labels, new])
-            order = np.argsort(labels_all, kind="stable")
-            self._labels, self._xb = labels_all[order], np.concatenate([self._xb, self._lookup(new)])[order]
-        return self._xb[np.searchsorted(self._labels, labels)]
-
-
-def _isin_sorted(x: np.ndarray, sorted_: np.ndarray) -> np.ndarray:
+def isin_sorted(x: np.ndarray, sorted_: np.ndarray) -> np.ndarray:
     if not len(sorted_) or not len(x):
         return np.zeros(len(x), bool)
     pos = np.searchsorted(sorted_, x).clip(0, len(sorted_) - 1)
     return sorted_[pos] == x
-
-
-def _bitmap(labels: np.ndarray):
-    """(faiss IDSelectorBitmap over these labels, its bitmap): keep the bitmap alive with it."""
-    import faiss
-
-    bits = np.zeros(int(labels.max()) + 1 if len(labels) else 1, bool)
-    bits[labels] = True
-    bitmap = np.packbits(bits, bitorder="little")
-    return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)), bitmap
-
-
-def _params(stack: Stack, nprobe: int, sel=None):
-    import faiss
-
-    extra = {} if sel is None else {"sel": sel}
-    quantizer = faiss.downcast_index(faiss.extract_index_ivf(stack.index).quantizer)
-    if isinstance(quantizer, faiss.IndexHNSW):  # its beam must be at least nprobe wide
-        hnsw = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
-        return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw, **extra)
-    return faiss.SearchParametersIVF(nprobe=nprobe, **extra)
 
 
 def _matrix(x: np.ndarray, dim: int, name: str) -> np.ndarray:
