@@ -1,26 +1,29 @@
-"""A vector collection: a LanceDB table, the FAISS index derived from it, their generation and the
-index's write lock. The images of an index are one collection, each text collection another.
+"""A vector collection: a LanceDB table, the ANN index derived from it, and the index's write lock.
+The images of an index are one collection, each text collection another.
 
-Files, in the index directory: the table under `lance/<name>.lance`, the ANN index in `<name>.faiss`.
-The ANN file records the table version it was built from (its generation); when that isn't the
-table's current version (a crash between the two writes, a hand edit) or the file is damaged, the
-index is rebuilt from the stored vectors -- in memory for a reader, on disk for a writer.
-Every write takes the write lock (reentrant: a run that holds it across many writes keeps it).
-Each sync also writes `<name>.rows`, the records hits show (see snapshot.py): a reader whose ANN
-file and snapshot are current answers queries without opening LanceDB.
+Files, in the index directory: the table under `lance/<name>.lance`, the ANN index in the folder
+`<name>.ann/` (segments and their catalog: clipsearch/ann/segments.py), which also keeps what hits
+show, so that a query reads no LanceDB. The table is the truth; the catalog records the table's
+stamp (the listing of its versions) when it was committed. A reader whose table still has that stamp
+uses the segments as they are; else (another process wrote since, a crash between the two writes)
+it catches up in memory: rows the table has and the segments lack are read from the table, rows
+they hold and the table lost are dropped, and so are the ids a writer marked dirty before changing
+them. A writer catches up the same way and commits the result with its next `sync`. Every write
+takes the write lock (reentrant: a run that holds it across many writes keeps it).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from clipsearch.ann.index import AnnIndex
-from clipsearch.ann.refine import RERANK_FACTOR, Refine
+from clipsearch.ann.refine import RERANK_FACTOR
+from clipsearch.ann.segments import Segments
 from clipsearch.ann.selection import search_among
-from clipsearch.ann.spec import choose_spec, outgrown
 from clipsearch.errors import IndexDirError, InputError
 from clipsearch.store import snapshot
 from clipsearch.store.filters import Filter
@@ -28,30 +31,28 @@ from clipsearch.store.lock import WriteLock
 from clipsearch.store.records import Row
 from clipsearch.store.tables import Store, VectorTable
 
-LegacyGeneration = Callable[[], "int | None"]
-
 
 class Collection:
     """One table + ANN index. Open it through `Index` (images, `Index.texts(name)`)."""
 
-    def __init__(self, root: Path, table: VectorTable, store: Store, lock: WriteLock, writable: bool,
-                 legacy_generation: LegacyGeneration = lambda: None):
+    def __init__(self, root: Path, table: VectorTable, store: Store, lock: WriteLock, writable: bool):
         self.root, self.table, self.writable = root, table, writable
-        self._store, self._lock, self._legacy = store, lock, legacy_generation
-        self._ann: AnnIndex | None = None
-        self._snapshot: snapshot.Snapshot | None = None  # set by _load_ann when current (readers)
+        self._store, self._lock = store, lock
+        self._ann: Segments | None = None
+        self._seen: tuple | None = None  # (table stamp, catalog file state) when `_ann` was opened
         self._next_id: int | None = None
         self._columns: dict = {}  # (table version, column names) -> those columns, for filters
         self._ann_pending: list[np.ndarray] = []  # ids committed as fragments, not yet in the ANN
         self.notes: list[str] = []  # what `sync` did that a user should hear about
+        self.checkpoint = lambda stage: None  # fault injection for tests (indexer failpoints)
 
     @property
     def name(self) -> str:
         return self.table.name
 
     @property
-    def ann_file(self) -> Path:
-        return self.root / f"{self.name}.faiss"
+    def ann_folder(self) -> Path:
+        return self.root / f"{self.name}.ann"
 
     @property
     def version(self) -> int:
@@ -68,14 +69,17 @@ class Collection:
 
     def add(self, records: list, xb: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Append records with their (N, D) vectors in one commit, under `ids` (assigned here when
-        None); the same vectors go into the ANN index in memory (saved by `sync`). -> the ids."""
+        None); the same rows join the ANN index in memory (written by `sync`). -> the ids."""
         with self._writing():
-            ann = self.ann()  # before the commit, so that loading it doesn't see a moved table
+            ann = self.ann()  # caught up before the commit, which it then follows
             self.table._create(self._store)
             ids = self.reserve_ids(len(records)) if ids is None else np.asarray(ids, np.int64)
             if len(records):
-                self.table._append(self.table._columns(records), ids, xb)
-                ann.add(xb, ids)
+                if ann.holds_any(ids):  # ids added again (a re-index): say so before the commit
+                    ann.mark_dirty(ids)
+                table = self.table.arrow(records, ids, xb)
+                self.table._append_arrow(table)
+                ann.add(ids, xb, table.select(self.table.snapshot_columns()))
                 if self._next_id is not None:  # else worked out from the table, these ids included
                     self._next_id = max(self._next_id, int(ids.max()) + 1)
             return ids
@@ -90,11 +94,10 @@ class Collection:
 
     def add_fragments(self, fragments: list, ids: np.ndarray) -> None:
         """Commit Lance fragments written elsewhere (lance.fragment.write_fragments) that hold the
-        rows `ids` (from `reserve_ids`): one atomic append. Their vectors join the ANN index when it
-        is next used (read back from the table), or through `adopt_ann`."""
+        rows `ids` (from `reserve_ids`): one atomic append. Their rows join the ANN index when it is
+        next used (read back from the table), or through `adopt_ann`."""
         with self._writing():
-            if self._ann is None:
-                self._ann = self._load_ann()  # before the commit, as in `add`
+            self.ann()  # caught up before the commit, as in `add`
             self.table._create(self._store)
             if fragments:
                 self.table._append_fragments(fragments)
@@ -112,25 +115,35 @@ class Collection:
         """How many committed rows (`add_fragments`) the ANN index has yet to take in."""
         return sum(map(len, self._ann_pending))
 
-    def adopt_ann(self, ann: AnnIndex) -> None:
-        """Use `ann`, built elsewhere from the table's current rows (a sharded build); saved by `sync`."""
+    def adopt_ann(self, catalog) -> None:
+        """Make the ANN index's rows those of `catalog`'s segments, written from the table's current
+        rows elsewhere (a sharded build: indexer/ray_ann.py); committed by `sync`."""
         with self._writing():
-            self._ann, self._ann_pending = ann, []
+            self._ann_pending = []  # in the segments already
+            self.ann().adopt(catalog)
 
     def remove(self, ids) -> None:
         with self._writing():
             if len(ids) and self.table.exists:
                 ann = self.ann()
+                ann.mark_dirty(ids)
                 self.table._delete(ids)
                 ann.remove(np.asarray(ids, np.int64))
 
-    def update(self, records: list) -> None:
-        """Replace the columns (not the vectors) of existing records, by id, in one commit; the ANN
-        index stays valid (same ids and vectors) and `sync` saves it for the new version."""
+    def update(self, records: list[Row]) -> None:
+        """Replace the columns (not the vectors) of existing image records, by id, in one commit; the
+        ANN index takes their new records with their stored vectors (written by `sync`)."""
         with self._writing():
-            if records:
-                self.ann()  # loaded for the version it matches, before the commit moves the table
-                self.table._update(records)
+            if not records:
+                return
+            ann, ids = self.ann(), np.array([r.id for r in records], np.int64)
+            ann.mark_dirty(ids)
+            self.table._update(records)
+            held = np.array([r is not None for r in ann.records_of(ids)], bool)
+            kept = [r for r, h in zip(records, held) if h]
+            if kept:
+                xb = ann.vectors_of(ids[held])
+                ann.add(ids[held], xb, self.table.arrow(kept, ids[held], xb).select(self.table.snapshot_columns()))
 
     def compact(self) -> None:
         """Merge the small fragments batch commits leave behind, and update the id index."""
@@ -145,34 +158,29 @@ class Collection:
                 return False
             return self.table._upgrade() | self.table._ensure_id_index()
 
-    def sync(self) -> str | None:
-        """Save the ANN index for the table's current version (atomically).
-
-        Rebuilds it first when the collection outgrew what it was trained on; returns a
-        sentence saying so, else None.
-        """
+    def sync(self, checkpoint=None, optimize: bool = False) -> str | None:
+        """Commit the ANN index for the table's current version (rows added since the last sync as a
+        segment, merges and training when the sizes ask for them; `optimize`: all merged into one).
+        Returns a sentence when the index was built again for its size, else None."""
         with self._writing():
-            ann, note = self.ann(), None
-            if outgrown(ann.spec, len(ann)):
-                old = ann.spec.describe()
-                ann = self._ann = self._build_ann()
-                note = f"ANN index of {self.name} rebuilt for {len(ann)} vectors: {old} -> {ann.spec.describe()}"
-                self.notes.append(note)
-            if ann.spec.kind == "ivfpq" and ann.spec.refine and ann.refine is None:  # an older file
-                ids, xb = self.table.vectors()
-                ann.refine = Refine.build(xb, ids)
+            ann = self.ann()
             self.table._ensure_id_index()
-            generation = self.table.version
-            ann.save(self.ann_file, generation=generation)
-            snapshot.write(self.root / f"{self.name}{snapshot.SUFFIX}", self.table.records(),
-                           snapshot.stamp(self._store.table_dir(self.name)), generation)
+            commit = ann.optimize if optimize else ann.sync
+            note = commit(self.table.version, self._stamp(), checkpoint or self.checkpoint)
+            self._seen = self._state()
+            for legacy in (".faiss", ".rows", ".json"):  # before schema 7: one file, rewritten whole
+                (self.root / f"{self.name}{legacy}").unlink(missing_ok=True)
+            if note:
+                self.notes.append(note := f"ANN index of {self.name} {note}")
             return note
 
     def reload(self) -> None:
-        """See what other processes committed: the latest table version; the ANN index and the next
-        id are worked out again when someone else changed the table."""
-        if self._snapshot is not None:  # a reader that hasn't opened the table: look again
-            self._ann, self._snapshot = None, None
+        """See what other processes committed: the ANN index is opened again when its catalog or the
+        table changed; a writer also works out the next id again."""
+        if not self.writable:
+            self.table.refresh()
+            if self._ann is not None and self._state() != self._seen:
+                self._ann = None
             return
         seen = self.table.version
         self.table.refresh()
@@ -185,10 +193,9 @@ class Collection:
                rerank: int | None = None, where: Filter | None = None) -> list[list]:
         """(nq, D) float32 unit vectors -> per query the k best hits (Hit or TextHit), best first.
 
-        An approximate index re-scores at least `rerank`·k candidates exactly with the full vectors
-        it holds in memory (or, in a file of before that, from the table), more where near-ties
-        need it (refine.py), so the top k are exact among the candidates. With `where`, the k best
-        among the records it lets through (plan chosen by selectivity: selection.py).
+        An approximate index re-scores at least `rerank`·k candidates exactly with their stored
+        vectors, more where near-ties need it (refine.py), so the top k are exact among the
+        candidates. With `where`, the k best among the records it lets through (selection.py).
         """
         if k < 1:
             raise InputError(f"--top must be at least 1 (got {k})")
@@ -201,16 +208,13 @@ class Collection:
         if where:
             D, I, _ = search_among(ann, xq, k, self.matching(where), self.vectors_of, nprobe, depth)
         else:
-            D, I = ann.search_exact(xq, k, nprobe, depth, self.table.vectors_of)
-        snap = self._snapshot
-        return [self.table.hits(ids[ids >= 0], ds[ids >= 0], snap and snap.records(ids[ids >= 0]))
+            D, I = ann.search_exact(xq, k, nprobe, depth)
+        return [self.table.hits(ids[ids >= 0], ds[ids >= 0], ann.records_of(ids[ids >= 0]))
                 for ds, ids in zip(D, I)]
 
     def vectors_of(self, ids) -> np.ndarray:
-        """(len(ids), D) float32 stored vectors, zeros for ids not stored; from an exact ANN index
-        when it holds them (no table read)."""
-        xb = self.ann().vectors_of(np.asarray(ids, np.int64))
-        return xb if xb is not None else self.table.vectors_of(ids)
+        """(len(ids), D) float32 stored vectors, zeros for ids not stored (from the ANN segments)."""
+        return self.ann().vectors_of(np.asarray(ids, np.int64))
 
     def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
         """(ids (N,) int64, vectors (N, D) float32) read from the table: all of them or those of `ids`
@@ -241,6 +245,10 @@ class Collection:
         """How many small fragments the table holds: `compact` merges them."""
         return self.table.fragments()
 
+    def max_id(self) -> int:
+        """The largest id stored, -1 when there is none."""
+        return self.table.max_id()
+
     def matching(self, where: Filter) -> np.ndarray:
         """Sorted int64 ids of the records `where` lets through (none when the table lacks its
         columns: a text collection, an index not re-indexed since schema 4)."""
@@ -258,43 +266,70 @@ class Collection:
             self._columns[key] = self.table.meta_table(list(names))
         return self._columns[key]
 
-    def ann(self) -> AnnIndex:
-        """The ANN index, loaded from disk, or rebuilt when it doesn't match the table."""
+    def ann(self) -> Segments:
+        """The ANN index: its committed segments, caught up with the table when it moved since."""
         if self._ann is None:
-            self._ann = self._load_ann()
+            self._seen = self._state()
+            self._ann = self._open_ann()
         while self._ann_pending:  # reserved ids that failed to decode are simply not found
-            ids = self._ann_pending.pop()
-            found, xb = self.table.vectors(ids)
-            self._ann.add(xb, found)
+            self._take_in(self._ann, self._ann_pending.pop())
         return self._ann
 
     def info(self) -> dict:
         ann = self.ann()
         return {"name": self.name, "count": len(self), "ann": ann.spec.describe(),
-                "ann_spec": ann.spec.to_dict(), "ann_trained_on": ann.trained_on}
+                "ann_spec": ann.spec.to_dict(), "ann_trained_on": ann.trained_on,
+                "ann_segments": len(ann.segments)}
 
-    def _load_ann(self) -> AnnIndex:
+    def _open_ann(self) -> Segments:
         try:
-            ann = AnnIndex.load(self.ann_file)
-            if self._current_snapshot(ann) is not None:
-                return ann  # current without a look at the table
-            generation = ann.generation if ann.generation is not None else self._legacy()
-            if generation == self.table.version:
-                return ann
+            ann = Segments.open(self.ann_folder)
         except IndexDirError:
-            pass  # missing or damaged: the stored vectors are the truth, rebuild below
-        return self._build_ann()  # in memory; a writer saves it with its next `sync`
+            ann = None  # damaged: the table is the truth, built again below
+        if ann is not None and ann.committed.stamp and ann.committed.stamp == self._stamp():
+            return ann  # current: no look at the table
+        if ann is None:
+            ann = Segments.create(self.ann_folder if self.writable else self._scratch(), self.dim)
+        self._catch_up(ann)
+        return ann
 
-    def _current_snapshot(self, ann: AnnIndex) -> snapshot.Snapshot | None:
-        """For a reader: the snapshot, if the table is still at its stamp and `ann` is of its generation."""
-        snap = None if self.writable or ann.generation is None else snapshot.Snapshot.open(
-            self.root / f"{self.name}{snapshot.SUFFIX}", snapshot.stamp(self._store.table_dir(self.name)))
-        self._snapshot = snap if snap is not None and snap.generation == ann.generation else None
-        return self._snapshot
+    def _catch_up(self, ann: Segments) -> None:
+        """Bring `ann` level with the table (in memory): see the module's docstring."""
+        ids, live, dirty = self.table.ids(), ann.live_ids(), ann.dirty_ids()
+        ann.remove(np.union1d(np.setdiff1d(live, ids, assume_unique=True), np.intersect1d(dirty, live)))
+        self._take_in(ann, np.union1d(np.setdiff1d(ids, live, assume_unique=True), np.intersect1d(dirty, ids)))
 
-    def _build_ann(self) -> AnnIndex:
-        ids, xb = self.table.vectors()
-        return AnnIndex.build(xb, ids, choose_spec(len(ids), self.table.dim))
+    def _take_in(self, ann: Segments, ids: np.ndarray) -> None:
+        """Rows `ids` of the table into `ann`; all of them read in one scan when they are many."""
+        if not len(ids):
+            return
+        many = len(ids) > len(self.table) // 4
+        for t in self.table.rows_with_vectors(None if many else ids):
+            t_ids = t.column("id").to_numpy().astype(np.int64)
+            keep = np.isin(t_ids, ids) if many else np.ones(len(t_ids), bool)
+            if keep.any():
+                import pyarrow as pa
+
+                t = t.filter(pa.array(keep))
+                xb = t.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                ann.add(t_ids[keep], xb.reshape(len(t), self.dim), t.drop_columns(["vector"]))
+
+    def _stamp(self) -> str:
+        return snapshot.stamp(self._store.table_dir(self.name))
+
+    def _state(self) -> tuple:
+        """What a reader compares to see whether another process committed since."""
+        try:
+            st = (self.ann_folder / "catalog.json").stat()
+            return self._stamp(), st.st_mtime_ns, st.st_size
+        except OSError:
+            return self._stamp(), None, None
+
+    def _scratch(self) -> Path:
+        """A folder of this process for the segments a reader builds (never committed)."""
+        folder = Path(tempfile.mkdtemp(prefix=f"clipsearch-{self.name}-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        return folder / "ann"
 
     def _writing(self):
         if not self.writable:

@@ -2,11 +2,10 @@
 
 Layout of an index directory:
     manifest.json        schema version, model identity, indexed roots
-    lance/               LanceDB tables: images, texts_<name>..., failures, unread_headers
-    images.faiss         the images' ANN index (with the table version it matches)
-    images.rows          what hits show, read by queries without LanceDB (snapshot.py)
-    texts_<name>.faiss   each text collection's ANN index (and .rows, its snapshot)
-    lance/ocr.lance      the words read in the pictures, with their full-text index (store/ocr.py)
+    lance/               LanceDB tables: images, texts_<name>..., failures, unread_headers, ocr
+    images.ann/          the images' ANN index: segments and the catalog naming them, with the
+                         table stamp it matches; what hits show, read by queries without LanceDB
+    texts_<name>.ann/    each text collection's ANN index
     write.lock           held by the one process writing (see `lock.WriteLock`)
 Writes go through a writable handle (`create_index`, or `open_index(..., writable=True)`); each
 takes the write lock, so a second writer is refused however it writes. Readers never write.
@@ -14,7 +13,6 @@ takes the write lock, so a second writer is refused however it writes. Readers n
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -55,9 +53,8 @@ class Index:
         if table is None and self.writable:  # a crash right after the manifest was written
             with WriteLock(self.root):
                 table = self._store.create_table(name, ImageTable(None, manifest.model.dim).schema)
-        legacy = manifest.legacy_ann.get("generation")
         self.images = Collection(self.root, ImageTable(table, manifest.model.dim, name), self._store,
-                                 self.lock, self.writable, legacy_generation=lambda: legacy)
+                                 self.lock, self.writable)
         self._texts: dict[str, Collection] = {}
 
     @property
@@ -102,16 +99,8 @@ class Index:
 
     def _text_collection(self, name: str) -> Collection:
         table = self.manifest.prefix + TEXTS_PREFIX + name
-        sidecar = self.root / f"{table}.json"  # schema 2 kept the generation there
-
-        def legacy() -> int | None:
-            try:
-                return json.loads(sidecar.read_text()).get("generation")
-            except (OSError, ValueError, AttributeError):
-                return None
-
         return Collection(self.root, TextTable(table, self._store.open_table(table), self.identity.dim),
-                          self._store, self.lock, self.writable, legacy_generation=legacy)
+                          self._store, self.lock, self.writable)
 
     # --- the directory as a whole -------------------------------------------------------------
 
@@ -166,10 +155,8 @@ class Index:
         with self.writing():
             changed = any([c.upgrade() for c in self.collections()])
             if self.manifest.schema_version < mf.SCHEMA_VERSION or changed:
-                for coll in self.collections():  # the ANN files now carry their generation
+                for coll in self.collections():  # ANN segments built from the table (schema 7)
                     coll.sync()
-                for name in self.text_names():
-                    (self.root / f"{TEXTS_PREFIX}{name}.json").unlink(missing_ok=True)
                 self.write_manifest()
                 return True
             return False
@@ -177,7 +164,7 @@ class Index:
     def info(self) -> dict:
         images = self.images.info()
         return {"index": str(self.root), "images": len(self), "model": self.identity.to_dict(),
-                "ann": images["ann"], "ann_spec": images["ann_spec"],
+                "ann": images["ann"], "ann_spec": images["ann_spec"], "ann_segments": images["ann_segments"],
                 "ann_trained_on": images["ann_trained_on"], "schema_version": self.manifest.schema_version,
                 "texts": {n: len(self.texts(n)) for n in self.text_names()},
                 "roots": self.manifest.roots, "bytes_on_disk": _disk_usage(self.root), "ocr": self.ocr.stats()}

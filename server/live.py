@@ -24,7 +24,7 @@ log = logging.getLogger("clipsearch.server")
 
 def index_stamp(root: Path) -> tuple:
     """What changes whenever anything a query reads changes: the manifest, each table's committed
-    versions, each ANN file."""
+    versions, each ANN index's committed catalog."""
     parts = [_mtime(root / FILENAME)]
     lance = root / "lance"
     try:
@@ -32,7 +32,8 @@ def index_stamp(root: Path) -> tuple:
     except OSError:
         tables = []
     parts += [(n, snapshot.stamp(lance / n)) for n in tables]
-    parts += [(p.name, _mtime(p)) for p in sorted(root.glob("*.faiss"))]
+    parts += [(p.name, _mtime(p)) for p in sorted(root.glob("*.faiss"))]  # indexes of schema <= 6
+    parts += [(p.parent.name, _mtime(p)) for p in sorted(root.glob("*.ann/catalog.json"))]
     return tuple(parts)
 
 

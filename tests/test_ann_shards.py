@@ -1,12 +1,19 @@
-"""The sharded ANN build (train once, add in shards, merge) against a single build of the same vectors."""
+"""The sharded ANN build (train once, a segment per shard, adopted and merged) against a single build
+of the same vectors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from dataclasses import replace
+
+import pyarrow as pa
+
 from clipsearch import AnnIndex, AnnSpec, choose_spec
-from clipsearch.ann.shards import add_shard, merge, sample_positions, scale_spec, train
+from clipsearch.ann import compaction
+from clipsearch.ann.segments import Segments
+from clipsearch.ann.shards import plan, sample_positions, scale_spec, write_segment
 
 SPEC = AnnSpec("ivfpq", 32, nlist=32, m=4, nbits=8, train_size=10_000, nprobe=4)
 N = 12_000
@@ -26,12 +33,7 @@ def data():
     return ids, xb, xq.astype(np.float32)
 
 
-def _shards(ids, xb, n):
-    cuts = np.array_split(np.arange(len(ids)), n)
-    return [lambda c=c: (ids[c], xb[c]) for c in cuts]
-
-
-def _same_results(a: AnnIndex, b: AnnIndex, xq, nprobe):
+def _same_results(a, b, xq, nprobe):
     Da, Ia = a.search(xq, 10, nprobe)
     Db, Ib = b.search(xq, 10, nprobe)
     np.testing.assert_allclose(Da, Db, rtol=0, atol=1e-5)
@@ -40,16 +42,23 @@ def _same_results(a: AnnIndex, b: AnnIndex, xq, nprobe):
 
 
 @pytest.mark.parametrize("n_shards", [1, 3])
-def test_sharded_build_equals_single_build(data, n_shards):
-    """train -> add_shard per shard -> merge, as indexer/ray_ann.py runs them on Ray tasks."""
+def test_sharded_build_equals_single_build(data, n_shards, tmp_path):
+    """plan -> write_segment per shard -> adopt -> sync, as indexer/ray_ann.py runs them on Ray tasks."""
     ids, xb, xq = data
     single = AnnIndex.build(xb, ids, SPEC)
-    xt = xb[sample_positions(len(xb), SPEC)]
-    trained = train(SPEC, xt)
-    sharded = merge(trained, [add_shard(trained, s) for s in _shards(ids, xb, n_shards)], SPEC, len(xt))
-    assert len(sharded) == len(single) == len(xb) and sharded.trained_on == single.trained_on
-    _same_results(single, sharded, xq, nprobe=SPEC.nlist)  # exhaustive: exactly the same
-    _same_results(single, sharded, xq, nprobe=SPEC.nprobe)  # same lists, so the same at any nprobe
+    segs = Segments.create(tmp_path / "images.ann", 32)
+    cuts = np.array_split(np.arange(len(ids)), n_shards)
+    catalog, jobs = plan(segs.folder, segs.catalog, SPEC, xb[sample_positions(len(xb), SPEC)], [len(c) for c in cuts])
+    parts = [write_segment(job, ids[c], xb[c], pa.table({"id": ids[c], "text": ids[c].astype(str)}))
+             for job, c in zip(jobs, cuts)]  # shards' rows in any order
+    segs.adopt(replace(catalog, parts=tuple(parts)))
+    assert len(segs.segments) == n_shards and len(segs) == len(single) == len(xb)
+    assert segs.trained_on == single.trained_on
+    for merged in (False, True):  # the shards searched together, then merged into one segment
+        _same_results(single, segs, xq, nprobe=SPEC.nlist)  # exhaustive: exactly the same
+        _same_results(single, segs, xq, nprobe=SPEC.nprobe)  # same lists, so the same at any nprobe
+        compaction.tidy(segs, everything=True)  # lists renumbered, not encoded again
+    assert len(segs.segments) == 1 and segs.records_of(ids[:1]) == [{"id": ids[0], "text": str(ids[0])}]
 
 
 def test_scale_spec_follows_the_faiss_guidelines():

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from support.clirun import CAPTIONS, Cli, image_of
-from clipsearch import AnnIndex, IndexDirError, ModelIdentity, add_texts, create_index, load_encoder, open_index
+from clipsearch import IndexDirError, ModelIdentity, add_texts, create_index, load_encoder, open_index
+from clipsearch.ann import catalog
 from clipsearch.store import manifest as mf
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
@@ -53,7 +54,7 @@ def test_schema2_index_is_read_as_it_is_without_a_write(schema2):
     texts = index.texts("captions")
     text_ids, tb = texts.vectors()
     assert [h[0].id for h in texts.search(tb[:3], 1)] == text_ids[:3].tolist()
-    assert texts.ann().generation is None  # the schema-2 file, current by its sidecar: not rebuilt
+    assert texts.ann().generation is None  # no catalog: caught up from the table in memory
     assert _tree(schema2) == before
 
 
@@ -64,9 +65,10 @@ def test_schema2_index_is_upgraded_in_place_by_a_writer(schema2, tiny_model, tmp
     index = open_index(schema2)
     assert json.loads((schema2 / "manifest.json").read_text())["schema_version"] == mf.SCHEMA_VERSION
     assert "ann" not in json.loads((schema2 / "manifest.json").read_text())
-    assert not (schema2 / "texts_captions.json").exists()  # the generation lives in the ANN file now
+    assert not (schema2 / "texts_captions.json").exists()  # the generation lives in the ANN catalog now
     for coll in index.collections():
-        assert AnnIndex.load(schema2 / f"{coll.name}.faiss").generation == coll.version, coll.name
+        assert catalog.read(coll.ann_folder).generation == coll.version, coll.name
+        assert not (schema2 / f"{coll.name}.faiss").exists()  # built into the segments
     assert sorted(index.text_names()) == ["captions", "more"] and len(index.texts("captions")) == 24
     ids, xb = index.images.vectors()  # the images are kept as they were, nothing re-encoded
     assert ids.tolist() == ids_before.tolist() and np.array_equal(xb, xb_before)

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from clipsearch import AnnIndex, IndexDirError, ModelError, ModelIdentity, create_index, open_index
+from clipsearch import IndexDirError, ModelError, ModelIdentity, create_index, open_index
+from clipsearch.ann import catalog
 from clipsearch.store.records import Row
 
 IDENTITY = ModelIdentity("test-arch", "test-weights", 16)
@@ -66,13 +67,24 @@ def test_stale_ann_is_rebuilt_from_the_table(tmp_path):
     writer = open_index(index.root, writable=True)
     assert len(writer.images.ann()) == 51
     writer.images.sync()
-    assert AnnIndex.load(index.root / "images.faiss").generation == writer.images.version
+    assert catalog.read(writer.images.ann_folder).generation == writer.images.version
 
 
-def test_damaged_ann_file_is_rebuilt(tmp_path):
+@pytest.mark.parametrize("damage", ["catalog.json", ".vec", ".ids", ".rows", "missing .vec"])
+def test_damaged_ann_files_are_rebuilt_from_the_table(tmp_path, damage):
     index, xb = _filled(tmp_path)
-    (index.root / "images.faiss").write_bytes(b"garbage")
+    folder = index.images.ann_folder
+    name = damage.split()[-1]
+    victim = folder / name if name == "catalog.json" else next(folder.glob(f"*{name}"))
+    if damage.startswith("missing"):
+        victim.unlink()
+    else:
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     assert open_index(index.root).images.search(xb[7:8], 1)[0][0].path == "/photos/7.jpg"
+    writer = open_index(index.root, writable=True)
+    writer.images.sync()  # the writer commits segments built again from the table
+    assert len(open_index(index.root).images.ann()) == 50
+    assert open_index(index.root).images.search(xb[9:10], 1)[0][0].path == "/photos/9.jpg"
 
 
 def test_non_index_directory_is_not_touched(tmp_path):

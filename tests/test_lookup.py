@@ -1,6 +1,5 @@
-"""Lookups by id: through the table's BTREE index after deletes and compaction, through the snapshot
-for readers, and from the refine stage's exact vectors; an index of before both gets them on its
-next write."""
+"""Lookups by id: through the table's BTREE index after deletes and compaction, and through the ANN
+segments for readers (records and exact vectors)."""
 
 from __future__ import annotations
 
@@ -78,7 +77,7 @@ def test_refine_holds_exact_vectors_by_id(monkeypatch, tmp_path):
         index.images.sync()
     reader = open_index(index.root)
     ann = reader.images.ann()
-    assert ann.spec.kind == "ivfpq" and ann.refine is not None and len(ann.refine) == len(xb) - 1
+    assert ann.spec.kind == "ivfpq" and len(ann) == len(xb) - 1
     assert np.array_equal(reader.images.vectors_of([8, 7, 11_999]), np.stack([xb[8], np.zeros(DIM), xb[11_999]]))
     xq = xb[100:120]
     hits = reader.images.search(xq, 10)
@@ -90,20 +89,3 @@ def test_refine_holds_exact_vectors_by_id(monkeypatch, tmp_path):
         assert all(h.score == pytest.approx(float(xb[h.id] @ q), abs=1e-5) for h in row)  # exact scores
     recall = np.mean([len({h.id for h in row} & set(t.tolist())) / 10 for row, t in zip(hits, truth)])
     assert recall >= 0.95
-
-
-def test_ann_file_of_before_the_refine_stage_gets_it_at_the_next_write(monkeypatch, tmp_path):
-    monkeypatch.setattr(annspec, "FLAT_MAX", 1000)
-    xb = _unit(12_000, 2)
-    index = create_index(tmp_path / "idx", ModelIdentity("m", "w", DIM))
-    with index.writing():
-        index.images.add(_rows(len(xb), "o"), xb)
-        ann = index.images.ann()
-        ann.refine = None  # as an older clipsearch saved it
-        ann.save(index.images.ann_file, generation=index.images.version)
-    old = open_index(index.root).images
-    assert old.ann().refine is None
-    assert old.search(xb[3:4], 1)[0][0].id == 3  # still exact: vectors from the table
-    with index.writing():
-        index.images.sync()
-    assert open_index(index.root).images.ann().refine is not None

@@ -23,6 +23,7 @@ from support import corpus
 from support import shapes
 from support.clirun import Cli
 from clipsearch import AnnIndex, ModelIdentity, Settings, create_index, load_encoder, open_index
+from clipsearch.ann import catalog
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 from clipsearch.indexer.ray_tables import Written
 
@@ -64,8 +65,8 @@ def _contents(index_dir: Path, finished: bool = True) -> dict:
     vec = dict(zip(ids.tolist(), xb))
     assert len({(r.path, r.time_s) for r in rows}) == len(rows), "duplicate rows"
     if finished:
-        saved = AnnIndex.load(index.images.ann_file)  # saved for this very table version, all rows in it
-        assert saved.generation == index.images.version and len(saved) == len(rows)
+        saved = catalog.read(index.images.ann_folder)  # committed for this very table version
+        assert saved.generation == index.images.version and len(index.images.ann()) == len(rows)
     return {"vectors": {(r.path, r.time_s): vec[r.id] for r in rows},  # a video: a row per frame
             "ids": {(r.path, r.time_s): r.id for r in rows},
             "failed": {f.path: f.reason for f in index.failures.all()}}
@@ -234,8 +235,9 @@ def test_driver_killed_between_and_inside_chunks_then_rerun(tiny_model, photos, 
 
 
 def test_sharded_ann_build_on_ray_equals_single_build(ray_cluster, tmp_path, monkeypatch):
-    """Ray tasks each read their own Lance fragments (deleted rows excluded) and add them to the
-    same trained index; the merge answers as one build does, exactly at nprobe = nlist."""
+    """Ray tasks each read their own Lance fragments (deleted rows excluded) and write them as segments
+    under the same trained quantizer; the adopted segments answer as one build does, exactly at
+    nprobe = nlist."""
     import ray
 
     from clipsearch import AnnSpec
@@ -245,18 +247,22 @@ def test_sharded_ann_build_on_ray_equals_single_build(ray_cluster, tmp_path, mon
     rng = np.random.default_rng(0)
     xb = rng.normal(size=(12_000, 16)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
-    images = create_index(tmp_path / "index", ModelIdentity("synthetic", "random", 16)).images
+    index = create_index(tmp_path / "index", ModelIdentity("synthetic", "random", 16))
+    images = index.images
     for part in np.array_split(np.arange(len(xb)), 4):  # 4 commits: 4 fragments; ids 0..11999
         images.add([Row(-1, f"/p/{i}.jpg", 1, 0.0, 64, 64, "") for i in part], xb[part])
     images.remove(list(range(0, 12_000, 7)))
     keep = np.array([i for i in range(12_000) if i % 7], np.int64)
     spec = AnnSpec("ivfpq", 16, nlist=16, m=4, nbits=8, train_size=len(keep), nprobe=4)
-    monkeypatch.setattr(ray_ann, "SHARD_ROWS", 3_000)  # a shard per fragment
+    monkeypatch.setattr(ray_ann, "SHARD_ROWS", 2_000)  # a shard per fragment (2,571 rows each)
     ray.init(address=ray_cluster.address, log_to_driver=False)
     try:
-        sharded = ray_ann.build(images.lance_target()[0], 16, spec)
+        with index.writing():
+            ray_ann.build(images, spec)
     finally:
         ray.shutdown()
+    sharded = images.ann()
+    assert len(sharded.segments) == 4  # one segment a shard
     single = AnnIndex.build(xb[keep], keep, spec)
     xq = xb[rng.integers(0, 12_000, 20)]
     Ds, Is = sharded.search(xq, 5, spec.nlist)
@@ -264,3 +270,4 @@ def test_sharded_ann_build_on_ray_equals_single_build(ray_cluster, tmp_path, mon
     assert len(sharded) == len(keep)
     np.testing.assert_allclose(Ds, D1, atol=1e-5)
     assert (Is == I1).mean() > 0.98  # equal but for ties between equal codes
+    assert images.search(xq[:1], 1)[0][0].path == f"/p/{int(I1[0, 0])}.jpg"  # records from the segments

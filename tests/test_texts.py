@@ -1,6 +1,7 @@
 """Text collections and image -> text queries, through the real CLI and the library."""
 
 import json
+import shutil
 
 from types import SimpleNamespace
 
@@ -100,8 +101,8 @@ def test_collections_side_by_side(cli, shapes_dir, tmp_path):
     assert collection_names(open_index(cli.index_dir)) == ["captions", "shapes"]
 
 
-def test_lost_ann_file_is_rebuilt_from_stored_vectors(cli, shapes_dir):
-    (cli.index_dir / "texts_captions.faiss").unlink()
+def test_lost_ann_index_is_rebuilt_from_stored_vectors(cli, shapes_dir):
+    shutil.rmtree(cli.index_dir / "texts_captions.ann")
     hits = cli.json("query", "--image", image_of(shapes_dir, "red", "square"), "--texts", "-k", "1")
     assert hits[0]["text"] == "a red square"
 

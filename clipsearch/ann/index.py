@@ -65,27 +65,37 @@ def train_index(index, spec: AnnSpec, xb: np.ndarray) -> int:
     return n
 
 
-def add_to_index(index, xb: np.ndarray, ids: np.ndarray) -> None:
-    """Add xb under ids to the faiss `index`; the coarse assignment (the costly part) runs on the GPU
-    or in numpy."""
+def add_to_index(index, xb: np.ndarray, ids: np.ndarray, assign: np.ndarray | None = None) -> None:
+    """Add xb under ids to the faiss `index`, in the lists `assign` (n,) int64 when given (else
+    worked out by `coarse_assign`)."""
     import faiss
 
     ivf = faiss.try_extract_index_ivf(index)
-    gpu = faiss.get_num_gpus() > 0
-    hnsw = ivf is not None and isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW)
-    if ivf is None or len(xb) == 0 or (hnsw and not gpu):
+    if ivf is None or len(xb) == 0:
         index.add_with_ids(xb, ids)
         return
+    assign = np.ascontiguousarray(coarse_assign(index, xb) if assign is None else assign, dtype=np.int64)
+    ivf.add_core(len(xb), faiss.swig_ptr(xb), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+
+
+def coarse_assign(index, xb: np.ndarray) -> np.ndarray:
+    """(n,) int64: the IVF list of each of xb (n, D) float32 in the trained faiss `index`. The
+    costly part of adding: on the GPU when there is one, else numpy's BLAS (3x faster than the
+    flat search of the faiss wheel, bench, 2 cores); an HNSW quantizer searches its graph."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    xb = np.ascontiguousarray(xb, np.float32)
+    gpu = faiss.get_num_gpus() > 0
+    if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW) and not gpu:
+        return ivf.quantizer.search(xb, 1)[1].ravel().astype(np.int64)
     C = ivf.quantizer.reconstruct_n(0, ivf.nlist)
     if gpu:
         q = _gpu_flat(faiss, ivf.d)
         q.add(C)
-        assign = q.search(xb, 1)[1].ravel()
-    else:  # numpy's BLAS: 3x faster than the flat search of the faiss wheel (bench, 2 cores)
-        bs = max(1024, 2**25 // ivf.nlist)
-        assign = np.concatenate([(xb[s : s + bs] @ C.T).argmax(1) for s in range(0, len(xb), bs)])
-    assign = np.ascontiguousarray(assign, dtype=np.int64)
-    ivf.add_core(len(xb), faiss.swig_ptr(xb), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+        return q.search(xb, 1)[1].ravel().astype(np.int64)
+    bs = max(1024, 2**25 // ivf.nlist)
+    return np.concatenate([np.zeros(0, np.int64)] + [(xb[s:s + bs] @ C.T).argmax(1) for s in range(0, len(xb), bs)])
 
 
 def _bitmap_selector(ids: np.ndarray):

@@ -87,8 +87,13 @@ def rerank(xq: np.ndarray, C: np.ndarray, lookup: Callable[[np.ndarray], np.ndar
     """Exact top-k among candidates: xq (nq, D) float32, C (nq, kc) int64 ids, -1 padded;
     lookup(sorted unique ids) -> (len(ids), D) float32 vectors.
     -> D, I (nq, k), -inf/-1 padded, and S (nq, kc): every candidate's exact score (-inf: padding)."""
-    xq = np.ascontiguousarray(xq, np.float32)
-    C = np.asarray(C, np.int64)
+    S = scores(np.ascontiguousarray(xq, np.float32), np.asarray(C, np.int64), lookup)
+    return (*best(S, C, k), S)
+
+
+def scores(xq: np.ndarray, C: np.ndarray, lookup: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """(nq, kc) float32 exact scores of the candidates C (nq, kc) of xq, -inf for -1 padding; each
+    distinct candidate's vector looked up once."""
     nq, kc = C.shape
     pos = np.flatnonzero(C >= 0)
     uniq, inv = np.unique(C.ravel()[pos], return_inverse=True)
@@ -99,14 +104,21 @@ def rerank(xq: np.ndarray, C: np.ndarray, lookup: Callable[[np.ndarray], np.ndar
     for s in range(0, len(pos), _GATHER):  # bounds the gathered (chunk, D) temporary
         p = pos[s:s + _GATHER]
         S[p] = np.einsum("ij,ij->i", xc[inv[s:s + _GATHER]], xq[p // kc])
-    S = S.reshape(nq, kc)
-    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
-    D = np.full((nq, k), -np.inf, np.float32)
-    I = np.full((nq, k), -1, np.int64)
-    D[:, :order.shape[1]] = np.take_along_axis(S, order, axis=1)
-    I[:, :order.shape[1]] = np.take_along_axis(C, order, axis=1)
+    return S.reshape(nq, kc)
+
+
+def best(S: np.ndarray, C: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of each row of scores S (nq, kc) with their ids C: D, I (nq, k), -inf/-1 padded."""
+    kk = min(k, S.shape[1])
+    part = np.argpartition(-S, kk - 1, axis=1)[:, :kk] if S.shape[1] > kk else np.tile(np.arange(kk), (len(S), 1))
+    top = np.take_along_axis(S, part, axis=1)
+    order = np.take_along_axis(part, np.argsort(-top, axis=1, kind="stable"), axis=1)
+    D = np.full((len(S), k), -np.inf, np.float32)
+    I = np.full((len(S), k), -1, np.int64)
+    D[:, :kk] = np.take_along_axis(S, order, axis=1)
+    I[:, :kk] = np.take_along_axis(C, order, axis=1)
     I[np.isneginf(D)] = -1
-    return D, I, S
+    return D, I
 
 
 def search(candidates: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
@@ -116,7 +128,8 @@ def search(candidates: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]
 
     candidates(xq, depth) -> (code scores, ids) (nq, depth), best first, -1 padded;
     lookup(ids) -> their exact vectors; n: how many vectors may be returned. At least `depth`
-    candidates are re-ranked, MAX_DEPTH (or `depth`, or k, when larger) at most.
+    candidates are re-ranked, MAX_DEPTH (or `depth`, or k, when larger) at most. Going deeper scores
+    only the candidates not scored yet (each looked up once: a lookup may be a read from disk).
     """
     nq, cap = len(xq), min(n, max(MAX_DEPTH, depth, k))
     D, I = np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
@@ -125,13 +138,15 @@ def search(candidates: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]
     for s in range(0, nq, step):
         q = np.arange(s, min(s + step, nq))
         Dc, C = candidates(xq[q], cap)  # one scan of the lists; the depth grows over its prefixes
-        d, todo = first, np.arange(len(q))
+        S = np.full(C.shape, -np.inf, np.float32)
+        done, d, todo = 0, first, np.arange(len(q))
         while len(todo):
-            D[q[todo]], I[q[todo]], S = rerank(xq[q[todo]], C[todo, :d], lookup, k)
-            todo = todo[_open(Dc[todo, :d], C[todo, :d], S, D[q[todo], -1])]
+            S[todo, done:d] = scores(xq[q[todo]], C[todo, done:d], lookup)
+            D[q[todo]], I[q[todo]] = best(S[todo, :d], C[todo, :d], k)
+            todo = todo[_open(Dc[todo, :d], C[todo, :d], S[todo, :d], D[q[todo], -1])]
             if d >= cap:
                 break
-            d = min(cap, d * GROWTH)
+            done, d = d, min(cap, d * GROWTH)
     return D, I
 
 

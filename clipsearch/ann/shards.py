@@ -1,21 +1,25 @@
-"""The ANN index built in shards: train once on a sample, add shards in parallel, merge.
+"""The ANN index built in shards: train once on a sample, then one segment per shard, in parallel.
 
-For collections too big for one process to add alone (10M-1B vectors). The trained, empty index
-travels to every shard worker as bytes (`train`); each adds its own (ids, vectors) with the same
-quantizer (`add_shard`); the driver merges the inverted lists in memory (`merge`). The result equals
-a single build with the same training sample (`sample_positions`): the same quantizers give every
-vector the same list and code, only the order inside a list differs. The shards run as Ray tasks in
-the indexer (indexer/ray_ann.py).
+For collections too big for one process to encode alone (10M-1B vectors). `plan` trains the
+quantizer on a sample (`sample_positions`: the seeded choice a single build makes), saves it in the
+collection's ANN folder and hands out a job per shard (a file serial, a range of labels); each shard
+worker (Ray tasks in indexer/ray_ann.py) reads its own rows and writes them as a segment under that
+quantizer (`write_segment`); the driver adopts the segments as the collection's rows
+(`Segments.adopt`), committed by its next sync. The same quantizer gives every vector the list and
+code a single build would: the sharded index answers as a single build with the same sample does.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from clipsearch.ann.index import AnnIndex, add_to_index, train_index
+from clipsearch.ann import lists
+from clipsearch.ann.catalog import Catalog, Part
+from clipsearch.ann.segment import Writer
 from clipsearch.ann.spec import NPROBE_DIV, NPROBE_MIN, AnnSpec, choose_spec
 
 #: From here on nlist follows the FAISS guidelines ("Guidelines to choose an index": IVF262144_HNSW32
@@ -29,7 +33,15 @@ SHARDED_MIN = 1_000_000
 #: points (137 GB at 512-d float32: docs/scale.md has the budget).
 SCALE_TRAIN_PER_CENTROID = 64
 
-Shard = Callable[[], tuple[np.ndarray, np.ndarray]]  # -> (ids (n,) int64, xb (n, D) float32)
+
+@dataclass(frozen=True)
+class Job:
+    """Where one shard's segment goes: the ANN folder, the quantizer, its file serial, its first label."""
+
+    folder: Path
+    quantizer: str
+    serial: int
+    label: int
 
 
 def scale_spec(n: int, dim: int) -> AnnSpec:
@@ -50,33 +62,34 @@ def sample_positions(n: int, spec: AnnSpec) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, k, replace=False))
 
 
-def train(spec: AnnSpec, xt: np.ndarray) -> np.ndarray:
-    """The trained, empty index for `spec` as bytes (uint8): what every shard starts from."""
-    import faiss
-
-    index = faiss.index_factory(spec.dim, spec.factory(), faiss.METRIC_INNER_PRODUCT)
-    train_index(index, spec, np.ascontiguousarray(xt, np.float32))
-    return faiss.serialize_index(index)
-
-
-def add_shard(trained: np.ndarray, shard: Shard) -> np.ndarray:
-    """The trained index with one shard's vectors added, as bytes."""
-    import faiss
-
-    index = faiss.deserialize_index(trained)
-    ids, xb = shard()
-    add_to_index(index, np.ascontiguousarray(xb, np.float32), np.ascontiguousarray(ids, np.int64))
-    return faiss.serialize_index(index)
+def plan(folder: Path, catalog: Catalog, spec: AnnSpec, xt: np.ndarray,
+         sizes: list[int]) -> tuple[Catalog, list[Job]]:
+    """Train `spec` on xt (n, D) float32 and save it in `folder`; -> (the catalog that the shards'
+    segments will complete, with no segment yet; a job per shard of at most sizes[i] rows)."""
+    catalog, serial = catalog.serial()
+    quantizer = f"q{serial:06d}.faiss"
+    lists.save_trained(folder / quantizer, lists.train(spec, xt))
+    jobs, label = [], catalog.next_label
+    for size in sizes:
+        catalog, serial = catalog.serial()
+        jobs.append(Job(folder, quantizer, serial, label))
+        label += size
+    return replace(catalog, spec=spec.to_dict(), trained_on=len(xt), quantizer=quantizer, parts=(),
+                   next_label=label), jobs
 
 
-def merge(trained: np.ndarray, shards: Iterable[np.ndarray], spec: AnnSpec, trained_on: int) -> AnnIndex:
-    """One in-memory index from the shards' bytes (each index's lists moved into the first)."""
-    import faiss
+def write_segment(job: Job, ids: np.ndarray, xb: np.ndarray, rows) -> Part:
+    """One shard's rows (ids (n,) int64 in any order, xb (n, D) float32, their records as a pyarrow
+    Table) as a segment with its lists under the job's quantizer; -> its part of the catalog."""
+    import pyarrow as pa
 
-    index = faiss.deserialize_index(trained)
-    ivf = faiss.extract_index_ivf(index)
-    for blob in shards:
-        part = faiss.deserialize_index(blob)
-        ivf.merge_from(faiss.extract_index_ivf(part), 0)
-        index.ntotal = ivf.ntotal
-    return AnnIndex(index, spec, trained_on)
+    quantizer = lists.Quantizer(job.folder / job.quantizer)
+    ids, xb = np.asarray(ids, np.int64), np.ascontiguousarray(xb, np.float32)
+    assign = quantizer.assign(xb)
+    order = np.lexsort((ids, assign))  # stored list by list, as compaction.spill does
+    ids, xb, assign, rows = ids[order], xb[order], assign[order], rows.take(pa.array(order))
+    with Writer(job.folder, job.serial, len(ids), xb.shape[1], rows.schema) as w:
+        w.append(ids, xb, rows)
+    name = lists.lists_name(job.serial, job.quantizer)
+    quantizer.write(job.folder / name, [(job.label + np.arange(len(ids)), xb, assign)])
+    return Part(job.serial, len(ids), job.label, name)

@@ -169,7 +169,8 @@ def info(index_dir, failed, skipped, as_json):
     m = d["model"]
     kinds = ", ".join(f"{t} {n}" for t, n in d["skipped"].items())
     click.echo(f"index:    {d['index']}\nimages:   {d['images']}\n"
-               f"model:    {m['model']} / {m['pretrained']} ({m['dim']}-d)\nann:      {d['ann']}\n"
+               f"model:    {m['model']} / {m['pretrained']} ({m['dim']}-d)\n"
+               f"ann:      {d['ann']} in {d['ann_segments']} segment(s)\n"
                f"roots:    {', '.join(d['roots']) or '-'}\non disk:  {_human_bytes(d['bytes_on_disk'])}\n"
                f"schema:   {d['schema_version']}\nfailed:   {d['failed']} (--failed lists them)\n"
                f"skipped:  {sum(d['skipped'].values())} not images{': ' + kinds if kinds else ''} (--skipped)")

@@ -1,4 +1,4 @@
-"""Keeping an index tidy: `remove`, and the listings of `info --failed` and `info --skipped`."""
+"""Keeping an index tidy: `remove`, `optimize`, and the listings of `info --failed` and `info --skipped`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,35 @@ def remove(paths, index_dir, as_json):
         click.echo(json.dumps({"removed": n, "total": len(idx), "index": str(idx.root)}, indent=2))
     else:
         click.echo(f"removed {n} images; {len(idx)} images in {idx.root}")
+
+
+@main.command()
+@index_option
+@json_option
+def optimize(index_dir, as_json):
+    """Merge each collection's ANN segments into one, without the rows removed since.
+
+    Every `index` run adds a segment and merges small ones as it goes; this does the big merge
+    now (minutes at millions of images). Queries go on meanwhile: they see the segments of before
+    until the merged one is committed.
+    """
+    from clipsearch import open_index
+    from clipsearch.indexer.pipeline import FAILPOINT_ENV, failpoint
+
+    idx = open_index(index_root(index_dir), writable=True)
+    checkpoint, done = failpoint(os.environ.get(FAILPOINT_ENV)), []
+    with idx.writing():
+        for coll in idx.collections():
+            note = coll.sync(checkpoint, optimize=True)
+            ann = coll.ann()
+            done.append({"name": coll.name, "count": len(ann), "segments": len(ann.segments),
+                         "ann": ann.spec.describe(), "note": note})
+    if as_json:
+        click.echo(json.dumps({"index": str(idx.root), "collections": done}, indent=2))
+        return
+    for d in done:
+        click.echo(f"{d['name']}: {d['count']} vectors in {d['segments']} segment(s), {d['ann']}"
+                   + (f"; {d['note']}" if d["note"] else ""))
 
 
 def print_failures(idx, as_json: bool) -> None:

@@ -16,13 +16,13 @@ the write lock, catches up one last time and switches by rewriting the manifest 
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from clipsearch.store import snapshot
 from clipsearch.ingest.batch import Decoded, decode_file
 from clipsearch.collection import Collection
 from clipsearch.errors import InputError, LockedError
@@ -78,8 +78,7 @@ class VectorSet:
         """Delete the set's tables and ANN files."""
         for coll in [self.images, *(self.texts(n) for n in self.text_names())]:
             self._store.drop_table(coll.name)
-            coll.ann_file.unlink(missing_ok=True)
-            (self.index.root / f"{coll.name}{snapshot.SUFFIX}").unlink(missing_ok=True)
+            shutil.rmtree(coll.ann_folder, ignore_errors=True)
 
 
 def reindex(index: Index, encoder: Encoder, *, keep: bool = False, max_pixels: int = 100_000_000,

@@ -113,7 +113,7 @@ def add_paths(index: Index, encoder: Encoder, roots: list[str], settings: Settin
         if index.images.fragments() >= COMPACT_AT:
             index.images.compact()
             checkpoint("compacted")
-        index.images.sync()
+        index.images.sync(checkpoint)
         summary.text_pending = keep_in_step(index)  # the text of removed and changed files goes too
         index.skipped.update(resolved, found.not_media, kept=[p for p, _ in found.skipped])
         index.add_roots(resolved)

@@ -14,8 +14,10 @@ from clipsearch.models.encoder import ModelIdentity
 #: generation (was manifest "ann" / texts_<name>.json), BTREE index on id. 4: video frames, several
 #: rows of one file (images.time_s). 5: vector sets (the tables' prefix, a re-index under way, sets
 #: kept for another model: see vectorsets.py). 6: photo metadata columns (taken, camera, GPS and
-#: place, kind, folder), read from older rows' headers by the next `index`.
-SCHEMA_VERSION = 6
+#: place, kind, folder), read from older rows' headers by the next `index`. 7: each collection's ANN
+#: index is a folder of segments with a catalog (`<name>.ann/`), holding what hits show; the
+#: `<name>.faiss` and `<name>.rows` files of before are built into it by the next writer.
+SCHEMA_VERSION = 7
 FILENAME = "manifest.json"
 
 

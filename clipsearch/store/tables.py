@@ -129,9 +129,10 @@ class VectorTable:
         return self._t.count_rows() if self._t is not None else 0
 
     def refresh(self) -> None:
-        """See the latest committed state (another process may have written)."""
-        if self._t is not None:
-            self._t.checkout_latest()
+        """See the latest committed state (another process may have written); a table not opened
+        yet will open at its latest anyway."""
+        if not isinstance(self._table, Later) and self._table is not None:
+            self._table.checkout_latest()
 
     def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
         """(ids (N,) int64, vectors (N, D) float32), all of them or those of `ids`."""
@@ -164,9 +165,27 @@ class VectorTable:
             return
         yield from self._t.search().select(names).limit(None).to_batches(size)
 
-    def records(self):
-        """The columns `hits` needs (SNAPSHOT) of every row, as a pyarrow Table: what a snapshot keeps."""
-        return self._query(None, [c for c in self.SNAPSHOT if c in self.schema.names])
+    def snapshot_columns(self) -> list[str]:
+        """The columns `hits` needs (SNAPSHOT) that this table has: what the ANN segments keep."""
+        return [c for c in self.SNAPSHOT if c in self.schema.names]
+
+    def ids(self) -> np.ndarray:
+        """Every id, sorted int64 (a read of the id column only)."""
+        return np.sort(self._query(None, ["id"]).column("id").to_numpy()).astype(np.int64)
+
+    def rows_with_vectors(self, ids=None, size: int = 65_536):
+        """pyarrow Tables of (SNAPSHOT columns, vector) of every row, or of those of `ids`, `size`
+        rows at a time: what the ANN segments are built from."""
+        names = [*self.snapshot_columns(), "vector"]
+        if ids is None:
+            import pyarrow as pa
+
+            for b in self.batches(names, size):
+                yield pa.Table.from_batches([b])
+            return
+        ids = np.asarray(ids, np.int64)
+        for s in range(0, len(ids), size):  # by id, through the BTREE on id
+            yield self._query(_id_filter(ids[s:s + size]), names)
 
     def max_id(self) -> int:
         if self._t is None or self._t.count_rows() == 0:
@@ -185,8 +204,9 @@ class VectorTable:
         if self._t is None:
             self._t = store.create_table(self.name, self.schema)
 
-    def _append(self, columns: dict, ids: np.ndarray, xb: np.ndarray) -> None:
-        self._t.add(self._arrow(columns, ids, xb))
+    def _append_arrow(self, table) -> None:
+        """Commit rows made by `arrow`: one new version."""
+        self._t.add(table)
 
     def arrow(self, records: list, ids, xb: np.ndarray):
         """Records (rows, texts) with their ids and (N, D) vectors as an Arrow table of this table's

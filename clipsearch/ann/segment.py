@@ -1,0 +1,221 @@
+"""One segment of a collection's ANN index: rows written together, then never changed.
+
+Files of segment S in the collection's `<name>.ann/` folder (catalog.py names them):
+- `S.ids`: the rows' ids, int64, in row order (npy);
+- `S.idx`: the same ids sorted, with their rows (npy, 2 x n): lookups by id;
+- `S.vec`: the rows' vectors (npy, VECTOR_DTYPE): the exact re-rank reads its candidates' here;
+- `S.rows`: what hits show of them (store/snapshot.py);
+- `S-qQ.ivf`, when the index is IVF-PQ: their lists under the trained quantizer Q (lists.py), each
+  row labelled with the segment's first label plus its row.
+Rows of an IVF-PQ segment are stored list by list (compaction.py), so the candidates of a query,
+which come from the few lists it probes, lie in a few runs of the file: a bursty query's 1,024
+candidates are ~20 reads, not 1,020 (docs/scale.md). The files are opened, not read: no row is
+read until a query needs it. Rows removed later are marked dead in the catalog, not deleted here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from clipsearch.ann.catalog import Part
+from clipsearch.durable import atomic_file
+from clipsearch.store import snapshot
+
+#: The stored vectors stay float32: float16 would halve the file, but the re-rank's near-ties
+#: then come out in another order: recall@10 0.963 against 0.997 at 1M bursty vectors (nprobe 64,
+#: docs/scale.md).
+VECTOR_DTYPE = "float32"
+#: Rows gathered at once when a segment is read whole (merges, duplicates): bounds the float32 copy.
+CHUNK = 65_536
+#: Rows read in one go when wanted rows are at most this far apart: a read costs as much as ~4 rows.
+GAP = 4
+
+
+def stem(folder: Path, serial: int) -> Path:
+    return folder / f"{serial:06d}"
+
+
+class Writer:
+    """Writes one segment's files from chunks of rows, in the order they are to be stored (plain
+    writes: a merge at 1M would otherwise map 2 GB of written pages into the process)."""
+
+    def __init__(self, folder: Path, serial: int, n: int, dim: int, rows_schema, dtype: str = VECTOR_DTYPE):
+        """`rows_schema`: of the records (pyarrow), those appended are made to fit it."""
+        import pyarrow as pa
+
+        self.n, self._schema, self._dtype, self._ids = n, rows_schema, np.dtype(dtype), []
+        self._base, self._stack = stem(folder, serial), ExitStack()
+        self._vec = self._open_npy(self._base.with_suffix(".vec"), dtype, (n, dim))
+        rows_tmp = self._stack.enter_context(atomic_file(self._base.with_suffix(".rows")))
+        self._rows = self._stack.enter_context(pa.ipc.new_file(str(rows_tmp), rows_schema))
+
+    @property
+    def at(self) -> int:
+        return sum(map(len, self._ids))
+
+    def _open_npy(self, path: Path, dtype, shape):
+        f = self._stack.enter_context(open(self._stack.enter_context(atomic_file(path)), "wb"))
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_2_0(f, header)
+        return f
+
+    def append(self, ids: np.ndarray, xb: np.ndarray, rows) -> None:
+        """ids (m,) int64 (none written before), xb (m, D), their records (a pyarrow Table)."""
+        ids = np.asarray(ids, np.int64)
+        if rows.num_rows != len(ids) or len(xb) != len(ids):
+            raise ValueError("each row of a segment needs its id, vector and record")
+        if len(ids):
+            self._ids.append(ids)
+            self._vec.write(np.ascontiguousarray(xb, self._dtype).tobytes())
+            self._rows.write_table(snapshot.conform(rows, self._schema))
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, kind, err, tb) -> None:
+        """Write the ids, flush and rename the files into place; delete them if the block failed."""
+        if kind is None:
+            try:
+                self._write_ids()
+            except ValueError as e:
+                kind, err = ValueError, e
+        self._stack.__exit__(kind, err, tb)
+        if err is not None and tb is None:
+            raise err
+
+    def _write_ids(self) -> None:
+        ids = np.concatenate([np.zeros(0, np.int64), *self._ids])
+        order = np.argsort(ids, kind="stable")
+        if len(ids) != self.n or np.any(np.diff(ids[order]) == 0):
+            raise ValueError(f"a segment got {len(ids)} rows of {self.n}, or an id twice")
+        for suffix, a in ((".ids", ids), (".idx", np.stack([ids[order], order]))):
+            f = self._open_npy(self._base.with_suffix(suffix), np.int64, a.shape)
+            f.write(np.ascontiguousarray(a).tobytes())
+
+
+class Segment:
+    """One written segment: ids mapped, vectors read with pread, records mapped when first needed."""
+
+    def __init__(self, part: Part, ids: np.ndarray, index: np.ndarray, vectors: _VectorFile, rows_path: Path):
+        self.part, self.ids, self._index, self._vectors = part, ids, index, vectors
+        self._rows_path, self._records = rows_path, None
+
+    @classmethod
+    def open(cls, folder: Path, part: Part, dim: int) -> Segment:
+        """Open segment `part`'s files; OSError or ValueError if one is missing or doesn't match."""
+        base = stem(folder, part.serial)
+        ids = np.load(base.with_suffix(".ids"), mmap_mode="r")
+        index = np.load(base.with_suffix(".idx"), mmap_mode="r")
+        vectors = _VectorFile(base.with_suffix(".vec"))
+        if ids.shape != (part.rows,) or index.shape != (2, part.rows) or vectors.shape != (part.rows, dim):
+            raise ValueError(f"segment {base} holds {vectors.shape} vectors and {ids.shape} ids, its "
+                             f"catalog says {part.rows} of dim {dim}")
+        segment = cls(part, ids, index, vectors, base.with_suffix(".rows"))
+        if len(segment.records) != part.rows:
+            raise ValueError(f"{base}.rows holds {len(segment.records)} records, not {part.rows}")
+        return segment
+
+    def __len__(self) -> int:
+        return self.part.rows
+
+    @property
+    def label(self) -> int:
+        return self.part.label
+
+    def find(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of `ids` (int64, any order), -1 where the segment doesn't hold one."""
+        ids = np.asarray(ids, np.int64)
+        if not len(self) or not len(ids):
+            return np.full(len(ids), -1, np.int64)
+        pos = np.searchsorted(self._index[0], ids).clip(0, len(self) - 1)
+        return np.where(self._index[0][pos] == ids, self._index[1][pos], -1)
+
+    def vectors_at(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), D) float32 vectors of these rows."""
+        return self._vectors.rows(np.asarray(rows, np.int64))
+
+    @property
+    def records(self) -> snapshot.Records:
+        if self._records is None:
+            self._records = snapshot.Records.open(self._rows_path)
+        return self._records
+
+    def chunks(self, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(first row, ids, float32 vectors) of consecutive rows, `size` at a time."""
+        for s in range(0, len(self), size):
+            e = min(s + size, len(self))
+            yield s, np.asarray(self.ids[s:e]), self._vectors.span(s, e)
+
+
+class _VectorFile:
+    """The rows of a .vec file (npy, float32), read with pread: a query reads its few candidates
+    without mapping the file, because mapped pages count in the process's memory, and the kernel
+    maps far more than the page touched (a whole large folio: one query of 1,024 candidates at 1M
+    mapped 1.2 GB of a 2 GB file, docs/scale.md)."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "rb", buffering=0)
+        shape, _, dtype = _read_header(self._f)
+        self.shape, self._offset, self._dtype = shape, self._f.tell(), dtype
+        self._row = int(np.prod(shape[1:])) * dtype.itemsize
+        if os.fstat(self._f.fileno()).st_size != self._offset + shape[0] * self._row:
+            raise ValueError(f"{path} is not as long as its header says")
+
+    def span(self, start: int, end: int) -> np.ndarray:
+        """Rows start..end-1 as float32, in one read."""
+        out = np.empty((end - start, *self.shape[1:]), self._dtype)
+        if end > start:
+            _read_into(self._f, memoryview(out).cast("B"), self._offset + start * self._row)
+        return out.astype(np.float32, copy=False)
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows at `rows` (any order) as float32: one read per run of rows at most GAP apart."""
+        if not len(rows):
+            return np.empty((0, *self.shape[1:]), np.float32)
+        order = np.argsort(rows, kind="stable")
+        r = rows[order]
+        cut = np.flatnonzero((np.diff(r) > GAP) | (np.diff(r // CHUNK) != 0)) + 1  # runs <= CHUNK rows
+        starts, ends = np.r_[0, cut], np.r_[cut, len(r)]
+        lo, lens = r[starts], r[ends - 1] + 1 - r[starts]
+        run = np.repeat(np.arange(len(starts)), ends - starts)
+        at = np.r_[0, np.cumsum(lens)[:-1]][run] + (r - lo[run])  # each wanted row in what is read
+        buf = np.empty((int(lens.sum()), *self.shape[1:]), self._dtype)
+        _read_runs(self._f, memoryview(buf).cast("B"), (self._offset + lo * self._row).tolist(),
+                   (lens * self._row).tolist())
+        where = np.empty_like(at)
+        where[order] = at
+        return buf[where].astype(np.float32, copy=False)
+
+
+def _read_header(f) -> tuple[tuple, bool, np.dtype]:
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(f)
+
+
+def _read_runs(f, buf: memoryview, offsets: list[int], sizes: list[int]) -> None:
+    """Read these (offset, size) runs of `f` into `buf`, one after the other."""
+    at = 0
+    for o, n in zip(offsets, sizes):
+        _read_into(f, buf[at:at + n], o)
+        at += n
+
+
+def _read_into(f, buf: memoryview, offset: int) -> None:
+    if hasattr(os, "preadv"):
+        got = os.preadv(f.fileno(), [buf], offset)
+    else:  # Windows: no pread
+        with _SEEK:
+            f.seek(offset)
+            got = f.readinto(buf)
+    if got != len(buf):
+        raise OSError(f"{f.name} is shorter than its header says: run `clipsearch optimize`")
+
+
+_SEEK = threading.Lock()
