@@ -229,6 +229,14 @@ class Collection:
         """Images only: every row without its metadata (`meta` None), what planning an `index` run needs."""
         return self.table.all_rows()
 
+    def hits(self, ids, scores) -> list:
+        """Hits of `ids` with `scores`, their paths and metadata read from the table (missing ids left out)."""
+        return self.table.hits(ids, scores)
+
+    def with_hashes(self, hashes) -> list[tuple[int, str, float | None]]:
+        """Images only: (id, hash, time_s) of the rows whose content hash is one of `hashes`."""
+        return self.table.with_hashes(hashes)
+
     def paths_without_meta(self) -> dict[int, str]:
         """id -> path of the images whose metadata was never read (older indexes, moved files)."""
         return self.table.paths_without_meta()
