@@ -96,12 +96,13 @@ def bench_ann(a) -> dict:
     log(f"single: {out['single']}")
     del single
     with tempfile.TemporaryDirectory(dir=a.cache) as tmp:
-        uri = _lance_table(Path(tmp) / "images.lance", ids, xb)
+        index = _index(Path(tmp) / "index", ids, xb)
         ray.init(num_cpus=a.cpus, object_store_memory=512 * 2**20, log_to_driver=False, include_dashboard=False)
         try:
             t = time.perf_counter()
-            sharded = ray_ann.build(uri, xb.shape[1], spec)
-            out["sharded"] = {"build_s": round(time.perf_counter() - t, 1), "recall@10": recall(sharded),
+            with index.writing():
+                ray_ann.build(index.images, spec)  # a segment per task, adopted
+            out["sharded"] = {"build_s": round(time.perf_counter() - t, 1), "recall@10": recall(index.images.ann()),
                               "tasks": -(-a.n // ray_ann.SHARD_ROWS), "ray_cpus": a.cpus}
         finally:
             ray.shutdown()
@@ -110,17 +111,18 @@ def bench_ann(a) -> dict:
     return out
 
 
-def _lance_table(path: Path, ids: np.ndarray, xb: np.ndarray) -> str:
-    """The vectors as a Lance dataset of (id, vector), in fragments of 100k rows as chunk commits make."""
-    import lance
-    import pyarrow as pa
+def _index(root: Path, ids: np.ndarray, xb: np.ndarray):
+    """An index of the vectors, committed in chunks of 100k rows (a fragment each, as chunk commits
+    make), its rows given paths."""
+    from clipsearch import ModelIdentity, create_index
+    from clipsearch.store.records import Row
 
-    for s in range(0, len(ids), 100_000):
-        x = np.ascontiguousarray(xb[s:s + 100_000])
-        t = pa.table({"id": ids[s:s + 100_000],
-                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1])})
-        lance.write_dataset(t, str(path), mode="append" if s else "create")
-    return str(path)
+    index = create_index(root, ModelIdentity("synthetic", "none", xb.shape[1]))
+    with index.writing():
+        for s in range(0, len(ids), 100_000):
+            rows = [Row(int(i), f"/p/{i}.jpg", 1, 0.0, 64, 64) for i in ids[s:s + 100_000]]
+            index.images.add(rows, np.ascontiguousarray(xb[s:s + 100_000]), ids=ids[s:s + 100_000])
+    return index
 
 
 def main(argv=None) -> None:
