@@ -14,8 +14,8 @@ index: both commands run as whole processes (interpreter, imports, model load, a
 local Ray cluster it starts) on the same seeded photo-like JPEGs (bench/index_bench.py's), into a
 fresh index each time, alternating; the median wall time of each and their ratio are reported.
 ann: the same IVF-PQ spec (choose_spec(n)) built once in this process (AnnIndex.build) and once
-sharded on a local Ray cluster from a Lance table of the vectors (indexer/ray_ann.build: training
-sample read by the driver, one task per ~100k rows reading its own fragments, merge); build time
+sharded on a local Ray cluster from an index of the vectors (indexer/ray_ann.build: training sample
+read by the driver, one task per ~100k rows reading its own fragments and writing a segment); build time
 and recall@10 with the default nprobe and 10x exact re-rank, against brute force.
 """
 
