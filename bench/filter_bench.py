@@ -33,8 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ann_bench import make_data  # noqa: E402
 
 from clipsearch.ann import selection
-from clipsearch.ann.index import AnnIndex  # noqa: E402
-from clipsearch.ann.spec import choose_spec  # noqa: E402
 from clipsearch.store.filters import Filter  # noqa: E402
 from clipsearch.index import create_index  # noqa: E402
 from clipsearch.models.encoder import ModelIdentity  # noqa: E402
@@ -51,8 +49,7 @@ def log(msg: str) -> None:
 
 
 def build(root: Path, xb: np.ndarray, seconds: np.ndarray):
-    """The images collection of a new index holding xb with a `taken` per row; its ANN index is
-    built from xb in memory (not read back from the table: that would hold the vectors twice)."""
+    """The images collection of a new index holding xb with a `taken` per row."""
     index = create_index(root, ModelIdentity("synthetic", "bench", xb.shape[1]))
     images, step = index.images, 100_000
     with index.writing():
@@ -61,10 +58,9 @@ def build(root: Path, xb: np.ndarray, seconds: np.ndarray):
             rows = [Row(i, f"/photos/{i // 1000}/{i}.jpg", 1, 0.0, 640, 480, "", meta=
                         PhotoMeta(taken=START + timedelta(seconds=int(seconds[i])), taken_source="exif", kind="photo"))
                     for i in range(s, min(s + step, len(xb)))]
-            images.table._append(images.table._columns(rows), np.arange(s, s + len(rows)), xb[s:s + step])
+            images.add(rows, np.ascontiguousarray(xb[s:s + step]), ids=np.arange(s, s + len(rows)))
             log(f"table: {s + len(rows)} rows")
-        images._ann = AnnIndex.build(xb, np.arange(len(xb), dtype=np.int64), choose_spec(len(xb), xb.shape[1]))
-        images.sync()  # saves it for this table version, and indexes the ids
+        images.sync()  # the ANN segments for this table version, and the id index
     log(f"ANN: {images.ann().spec.describe()}")
     return images
 

@@ -15,8 +15,8 @@ index: both commands run as whole processes (interpreter, imports, model load, a
 local Ray cluster it starts) on the same seeded photo-like JPEGs (bench/index_bench.py's), into a
 fresh index each time, alternating; the median wall time of each and their ratio are reported.
 ann: the same IVF-PQ spec (choose_spec(n)) built once in this process (AnnIndex.build) and once
-sharded on a local Ray cluster from a Lance table of the vectors (indexer/ray_ann.build: training
-sample read by the driver, one task per ~100k rows reading its own fragments, merge); build time
+sharded on a local Ray cluster from an index of the vectors (indexer/ray_ann.build: training sample
+read by the driver, one task per ~100k rows reading its own fragments and writing a segment); build time
 and recall@10 with the default nprobe and 10x exact re-rank, against brute force.
 stages: one stage boundary of the --ray pipeline (a decode actor's batch of pictures to an encode
 actor's pixels) through a local Ray object store: the picture table with its pixel tensor column
@@ -100,12 +100,13 @@ def bench_ann(a) -> dict:
     log(f"single: {out['single']}")
     del single
     with tempfile.TemporaryDirectory(dir=a.cache) as tmp:
-        uri = _lance_table(Path(tmp) / "images.lance", ids, xb)
+        index = _index(Path(tmp) / "index", ids, xb)
         ray.init(num_cpus=a.cpus, object_store_memory=512 * 2**20, log_to_driver=False, include_dashboard=False)
         try:
             t = time.perf_counter()
-            sharded = ray_ann.build(uri, xb.shape[1], spec)
-            out["sharded"] = {"build_s": round(time.perf_counter() - t, 1), "recall@10": recall(sharded),
+            with index.writing():
+                ray_ann.build(index.images, spec)  # a segment per task, adopted
+            out["sharded"] = {"build_s": round(time.perf_counter() - t, 1), "recall@10": recall(index.images.ann()),
                               "tasks": -(-a.n // ray_ann.SHARD_ROWS), "ray_cpus": a.cpus}
         finally:
             ray.shutdown()
@@ -114,17 +115,18 @@ def bench_ann(a) -> dict:
     return out
 
 
-def _lance_table(path: Path, ids: np.ndarray, xb: np.ndarray) -> str:
-    """The vectors as a Lance dataset of (id, vector), in fragments of 100k rows as chunk commits make."""
-    import lance
-    import pyarrow as pa
+def _index(root: Path, ids: np.ndarray, xb: np.ndarray):
+    """An index of the vectors, committed in chunks of 100k rows (a fragment each, as chunk commits
+    make), its rows given paths."""
+    from clipsearch import ModelIdentity, create_index
+    from clipsearch.store.records import Row
 
-    for s in range(0, len(ids), 100_000):
-        x = np.ascontiguousarray(xb[s:s + 100_000])
-        t = pa.table({"id": ids[s:s + 100_000],
-                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1])})
-        lance.write_dataset(t, str(path), mode="append" if s else "create")
-    return str(path)
+    index = create_index(root, ModelIdentity("synthetic", "none", xb.shape[1]))
+    with index.writing():
+        for s in range(0, len(ids), 100_000):
+            rows = [Row(int(i), f"/p/{i}.jpg", 1, 0.0, 64, 64) for i in ids[s:s + 100_000]]
+            index.images.add(rows, np.ascontiguousarray(xb[s:s + 100_000]), ids=ids[s:s + 100_000])
+    return index
 
 
 def bench_stages(a) -> dict:

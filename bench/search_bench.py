@@ -73,15 +73,13 @@ def dataset(dist, n, nq, cache: Path):
 
 
 def build(dist, n, xb, cache: Path):
-    """The index directory for (dist, n), built once through Index.add + sync_ann."""
+    """The index directory for (dist, n), built once through Collection.add + sync."""
     root = cache / f"index-{dist}-{n}"
     if (root / "manifest.json").exists():
         if "CLIPSEARCH_BENCH_NO_UPGRADE" not in os.environ:  # an index of older code: bring it up to date
             index = open_index(root, writable=True)
             with index.writing():
-                if not index.images.ann_file.exists():  # a build stopped before its ANN index
-                    _lean_ann(index, xb)
-                index.images.sync()
+                index.images.sync()  # a build stopped before its ANN index: caught up from the table
         return root
     log(f"{dist} {n}: building the index (once)")
     index = create_index(root, ModelIdentity("synthetic", "none", DIM))
@@ -91,21 +89,10 @@ def build(dist, n, xb, cache: Path):
         rows = [Row(-1, f"/photos/{dist}/{i // 1000:04d}/IMG_{i:07d}.jpg", 1, 0.0, 640, 480)
                 for i in range(s, e)]
         with index.writing():
-            index.images.add(rows, np.ascontiguousarray(xb[s:e]))
+            index.images.add(rows, np.ascontiguousarray(xb[s:e]))  # segments written as it goes
     with index.writing():
-        _lean_ann(index, xb)
         index.images.sync()
     return root
-
-
-def _lean_ann(index, xb):
-    """The ANN index built from the (memory-mapped) vectors, not read back from the table: the same
-    index as a sync would build (ids are the row numbers, added in order), in half the memory."""
-    from clipsearch import AnnIndex
-
-    assert index.images.table.max_id() == len(xb) - 1
-    index.images._ann = None  # the adds' exact index: freed before the new one is built
-    index.images._ann = AnnIndex.build(xb, np.arange(len(xb), dtype=np.int64))
 
 
 def measure(index, xq, gt, nlat, **kw):

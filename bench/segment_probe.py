@@ -8,7 +8,8 @@ Run by hand (not a test); each step is a fresh process, so its peak RSS is its o
 Steps: `data` (vectors, queries, exact top-100, cached), `build` (every vector added in chunks of
 50k with a path-like record, then one sync: spills, training, merge), `query` (open + 200 queries,
 one thread, k=10: p50/p90 ms, recall@10, peak RSS), `add` (10 rows + sync: seconds and bytes
-written). bench/scale_bench.py measures the same through the whole index (LanceDB, the CLI).
+written), `fp16` (recall@10 if the re-rank read float16 vectors), `mmap` (what reading candidates
+through a memory map would cost in RSS). bench/scale_bench.py measures the same through the whole index (LanceDB, the CLI).
 """
 
 from __future__ import annotations
@@ -112,18 +113,56 @@ def step_add(a) -> dict:
             "add_peak_mib": round(peak_mib()), "segments_after": len(segs.segments)}
 
 
+def step_fp16(a) -> dict:
+    """recall@10 when the re-rank reads float16 copies of the stored vectors (the choice not made)."""
+    import faiss
+
+    from clipsearch.ann.segments import Segments
+
+    faiss.omp_set_num_threads(1)
+    xq, gt = np.load(a.work / "xq.npy")[:a.queries], np.load(a.work / "gt.npy")[:a.queries]
+    segs = Segments.open(a.work / "images.ann")
+    exact = segs.vectors_at_labels
+    out = {}
+    for name, lookup in (("fp32", exact), ("fp16", lambda labels: exact(labels).astype(np.float16).astype(np.float32))):
+        segs.vectors_at_labels = lookup
+        found = [segs.search_exact(q[None], 10)[1][0] for q in xq]
+        out[f"recall@10_{name}"] = round(float(np.mean([len(np.intersect1d(f, g[:10])) / 10 for f, g in zip(found, gt)])), 4)
+    return out
+
+
+def step_mmap(a) -> dict:
+    """RSS of a process that reads 1,024 random stored vectors per query through a memory map."""
+    from clipsearch.ann import catalog
+
+    cat = catalog.read(a.work / "images.ann")
+    vec = np.load(a.work / "images.ann" / f"{cat.parts[0].serial:06d}.vec", mmap_mode="r")
+    rng, out = np.random.default_rng(0), {"vec_file_mib": round(vec.nbytes / 2**20)}
+    before = _rss()
+    for q in range(10):
+        np.asarray(vec[np.sort(rng.choice(len(vec), 1024, replace=False))])
+        if q in (0, 9):
+            out[f"mapped_rss_mib_after_{q + 1}_queries"] = round(_rss() - before)
+    return out
+
+
+def _rss() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--step", choices=["data", "build", "query", "add"])
+    ap.add_argument("--step", choices=["data", "build", "query", "add", "fp16", "mmap"])
     a = ap.parse_args(argv)
     if a.step:
         print(json.dumps(globals()[f"step_{a.step}"](a)))
         return
     out = {"n": a.n, "load": os.getloadavg()}
-    for step in ("data", "build", "query", "add", "query"):
+    for step in ("data", "build", "query", "add", "query", "fp16", "mmap"):
         if step == "build" and (a.work / "images.ann" / "catalog.json").exists():
             continue
         cmd = [sys.executable, __file__, "--n", str(a.n), "--work", str(a.work), "--queries", str(a.queries),

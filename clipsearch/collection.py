@@ -5,11 +5,11 @@ Files, in the index directory: the table under `lance/<name>.lance`, the ANN ind
 `<name>.ann/` (segments and their catalog: clipsearch/ann/segments.py), which also keeps what hits
 show, so that a query reads no LanceDB. The table is the truth; the catalog records the table's
 stamp (the listing of its versions) when it was committed. A reader whose table still has that stamp
-uses the segments as they are; else (another process wrote since, a crash between the two writes)
-it catches up in memory: rows the table has and the segments lack are read from the table, rows
-they hold and the table lost are dropped, and so are the ids a writer marked dirty before changing
-them. A writer catches up the same way and commits the result with its next `sync`. Every write
-takes the write lock (reentrant: a run that holds it across many writes keeps it).
+uses the segments as they are, without LanceDB; else (another process wrote since, a crash between
+the two writes) it catches up in memory (ann/catchup.py). A writer catches up the same way and
+commits the result with its next `sync`; before a table change that may touch rows the segments hold
+(remove, update, an id added again) it marks their ids dirty in the catalog, so that a crash before
+the sync cannot leave old rows looking current. Every write takes the write lock (reentrant).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clipsearch.ann.catchup import catch_up, take_in
 from clipsearch.ann.refine import RERANK_FACTOR
 from clipsearch.ann.segments import Segments
 from clipsearch.ann.selection import search_among
@@ -280,7 +281,7 @@ class Collection:
             self._seen = self._state()
             self._ann = self._open_ann()
         while self._ann_pending:  # reserved ids that failed to decode are simply not found
-            self._take_in(self._ann, self._ann_pending.pop())
+            take_in(self._ann, self._ann_pending.pop(), self.table.rows_with_vectors, len(self.table))
         return self._ann
 
     def info(self) -> dict:
@@ -298,32 +299,12 @@ class Collection:
             return ann  # current: no look at the table
         if ann is None:
             ann = Segments.create(self.ann_folder if self.writable else self._scratch(), self.dim)
-        self._catch_up(ann)
+        catch_up(ann, self.table.ids(), self.table.rows_with_vectors)
         return ann
 
-    def _catch_up(self, ann: Segments) -> None:
-        """Bring `ann` level with the table (in memory): see the module's docstring."""
-        ids, live, dirty = self.table.ids(), ann.live_ids(), ann.dirty_ids()
-        ann.remove(np.union1d(np.setdiff1d(live, ids, assume_unique=True), np.intersect1d(dirty, live)))
-        self._take_in(ann, np.union1d(np.setdiff1d(ids, live, assume_unique=True), np.intersect1d(dirty, ids)))
-
-    def _take_in(self, ann: Segments, ids: np.ndarray) -> None:
-        """Rows `ids` of the table into `ann`; all of them read in one scan when they are many."""
-        if not len(ids):
-            return
-        many = len(ids) > len(self.table) // 4
-        for t in self.table.rows_with_vectors(None if many else ids):
-            t_ids = t.column("id").to_numpy().astype(np.int64)
-            keep = np.isin(t_ids, ids) if many else np.ones(len(t_ids), bool)
-            if keep.any():
-                import pyarrow as pa
-
-                t = t.filter(pa.array(keep))
-                xb = t.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-                ann.add(t_ids[keep], xb.reshape(len(t), self.dim), t.drop_columns(["vector"]))
-
     def _stamp(self) -> str:
-        return snapshot.stamp(self._store.table_dir(self.name))
+        """"" for a table outside a store (a server's shard): never current, caught up in memory."""
+        return snapshot.stamp(self._store.table_dir(self.name)) if self._store is not None else ""
 
     def _state(self) -> tuple:
         """What a reader compares to see whether another process committed since."""

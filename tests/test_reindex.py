@@ -114,7 +114,7 @@ def test_switch_is_atomic_keep_and_switch_back(cli, tiny_model, tiny_model_b):
     assert cli.json("query", "--image", next(iter(_shape_files(cli))), "--texts", "-k", "3") == texts_before
     # Without --keep the old set is gone: B's tables were dropped.
     info = cli.json("info", model=False)
-    assert info["vector_sets"]["kept"] == [] and not list(cli.index_dir.glob("s1_*"))  # ANN, snapshot
+    assert info["vector_sets"]["kept"] == [] and not list(cli.index_dir.glob("s1_*"))  # its ANN folders too
     assert not [p for p in (cli.index_dir / "lance").iterdir() if p.name.startswith("s1_")]
 
 

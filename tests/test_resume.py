@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from support import shapes
-from clipsearch import AnnIndex, open_index
+from clipsearch import open_index
+from clipsearch.ann import catalog
 from support.clirun import Cli
 from clipsearch.media.files import content_hash, stat_key
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
@@ -172,5 +173,5 @@ def test_kill_and_resume(tiny_model, tmp_path):
     assert sorted(final) == good, sorted(set(final) ^ set(good))
     failures = open_index(idx).failures.all()
     assert sorted(f.path for f in failures) == sorted(str(p) for p in photos.glob("*broken*")), failures
-    saved, version = AnnIndex.load(idx / "images.faiss").generation, open_index(idx).images.version
-    assert saved == version, f"saved ANN index is of table version {saved}, the table is at {version}"
+    saved, version = catalog.read(idx / "images.ann").generation, open_index(idx).images.version
+    assert saved == version, f"committed ANN index is of table version {saved}, the table is at {version}"

@@ -1,5 +1,6 @@
-"""The fast query path: open_clip's tokenizer without torch, the text tower on ONNX Runtime, the rows
-snapshot, and a `clipsearch query` that imports neither torch nor LanceDB yet answers like the model."""
+"""The fast query path: open_clip's tokenizer without torch, the text tower on ONNX Runtime, the
+records kept by the ANN segments, and a `clipsearch query` that imports neither torch nor LanceDB yet
+answers like the model."""
 
 from __future__ import annotations
 
@@ -104,8 +105,8 @@ def _rows(n, start=0):
 
 
 def test_a_commit_after_the_last_sync_is_seen_by_readers(tmp_path):
-    """The snapshot serves readers only while the table is at its version (e.g. not after a crash
-    between a commit and the sync): a fresh reader then sees the commit."""
+    """The ANN segments serve readers as they are only while the table is at the stamp of their
+    catalog (e.g. not after a crash between a commit and the sync): a fresh reader then catches up."""
     rng = np.random.default_rng(0)
     xb = rng.standard_normal((60, 16)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
@@ -113,7 +114,7 @@ def test_a_commit_after_the_last_sync_is_seen_by_readers(tmp_path):
     with writer.writing():
         writer.images.add(_rows(50), xb[:50])
         writer.images.sync()
-    assert (tmp_path / "idx" / "images.rows").is_file()
+    assert (tmp_path / "idx" / "images.ann" / "catalog.json").is_file()
     hit = open_index(tmp_path / "idx").images.search(xb[7:8], 1)[0][0]
     assert (hit.path, hit.id, hit.width, hit.height) == ("/p/7.jpg", 7, 3, 2)
     with writer.writing():
@@ -123,7 +124,7 @@ def test_a_commit_after_the_last_sync_is_seen_by_readers(tmp_path):
     assert reader.images.search(xb[55:56], 1)[0][0].path == "/p/55.jpg"
     assert "/p/7.jpg" not in [h.path for h in reader.images.search(xb[7:8], 3)[0]]
     with writer.writing():
-        writer.images.sync()  # current again: served from the snapshot, same answers
+        writer.images.sync()  # current again: served from the segments, same answers
     reader = open_index(tmp_path / "idx")
     assert reader.images.search(xb[55:56], 1)[0][0].path == "/p/55.jpg"
     assert reader.images.vectors_of([55, 7]).tolist() == [xb[55].tolist(), [0.0] * 16]

@@ -205,23 +205,12 @@ class Segments:
 
     def live_ids(self) -> np.ndarray:
         """Every id held, sorted int64."""
-        parts = [ids for ids, _ in self._ids_by_chunk()] + [self.pending.ids]
-        return np.sort(np.concatenate([np.zeros(0, np.int64), *parts]))
-
-    def _ids_by_chunk(self, size: int = 1 << 20):
+        parts = [self.pending.ids]
         for s in self.segments:
-            for start in range(0, len(s), size):
-                ids = np.asarray(s.ids[start:start + size])
-                yield ids[~isin_sorted(s.label + start + np.arange(len(ids)), self.dead)], start
-
-    def live(self, size: int = 65_536):
-        """(ids, float32 vectors) of every row held, in chunks: segments in order, then pending."""
-        for s in self.segments:
-            for start, ids, xb in s.chunks(size):
-                keep = ~isin_sorted(s.label + start + np.arange(len(ids)), self.dead)
-                yield ids[keep], xb[keep]
-        if len(self.pending):
-            yield self.pending.ids, self.pending.xb
+            for start in range(0, len(s), 1 << 20):
+                ids = np.asarray(s.ids[start:start + (1 << 20)])
+                parts.append(ids[~isin_sorted(s.label + start + np.arange(len(ids)), self.dead)])
+        return np.sort(np.concatenate(parts))
 
     def search(self, xq: np.ndarray, k: int, nprobe: int | None = None,
                subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
