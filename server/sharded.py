@@ -60,6 +60,11 @@ class ShardTable(ImageTable):
     def _query(self, where: str | None, columns: list[str]):
         return self._t.to_table(columns=columns, filter=self._range if not where else f"({self._range}) AND ({where})")
 
+    def batches(self, names, size: int = 65_536):
+        """The named columns of the shard's rows, as arrow record batches (a Lance dataset has no
+        LanceDB `search`)."""
+        yield from self._query(None, [c for c in names if c in self.schema.names]).to_batches(size)
+
 
 class ShardReplica:
     """One shard: a Collection (ANN index built from its rows) per Lance version, the last
