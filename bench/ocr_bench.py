@@ -1,24 +1,28 @@
 """Benchmark the words-in-pictures pass (`clipsearch ocr`) against a plain default `RapidOCR()` loop.
 
-Run by hand (not a test). On this 2-core CPU, 40 photos of 1-3 MP, about 15 minutes on a quiet machine:
+Run by hand (not a test). On this 2-core CPU, 40 photos of 1-3 MP, about 20 minutes:
 
-    python bench/ocr_bench.py --n 40 --out bench/results/ocr.json
+    python bench/ocr_bench.py --n 40 --before 476d3e5 --out bench/results/ocr.json
 
 Photos: seeded photo-like JPEGs (bench/index_bench.py's scenes, 1-3 MP, quality 85-95), half of
-them with a printed sign bearing a unique made-up word (DejaVu Sans, letters 3-8 % of the short
-side, rotated up to 6 degrees, sometimes with a number), half without text. Cached under --photos.
+them with a printed sign bearing a unique made-up word (DejaVu Sans Bold, letters 3-8 % of the short
+side, rotated up to 6 degrees, every third with a number), half without text. Cached under --photos.
 
-Measured, each in a fresh process timed from start to exit (the machine is shared: the load
-average is recorded beside every figure):
-- baseline: `RapidOCR()` with its defaults, `engine(path)` per file (its own decoding); per-file times too;
-- ocr:      `clipsearch ocr` over an index of the same files, made beforehand without --ocr, with
-            one reading process per core (the default) and with one process on every core;
-- per-file: our reader in one process on every core (decode, bound, read), per picture with and
-            without text, at several detector sides (--det-sides): the speed/recall trade of det_side;
-- recall:   the share of text pictures that their unique word finds first through `Matcher.run`
-            (hybrid, tiered fusion, the default), with plain RRF, and in the words read (OCR alone);
-- index:    `clipsearch index` with and without --ocr (ViT-B-32, random weights): the CLIP rate
-            of both runs (images/s of the CLIP part) and their whole-process wall time.
+Measured, each in a fresh process timed from start to exit, wall and CPU seconds (the CPU seconds
+of the process and of every process it waited for: less sensitive to a shared machine's load; the
+1-minute load average is recorded beside every figure):
+- baseline: `RapidOCR()` with its defaults, `engine(path)` per file (its own decoding), run between
+            two of ours since the load drifts;
+- ocr:      `clipsearch ocr` over a copy of an index made without --ocr, with one single-threaded
+            reading process per core (the default) and with one process on every core;
+- per file: the pictures read per second with and without text, by the baseline and by our reader
+            in one process (decode, bound, read), at several detector sides (--det-sides);
+- recall:   the share of text photos that their unique word finds first through `Matcher.run`
+            (hybrid, tiered fusion: the default) and with plain RRF; both also with the CLIP ranking
+            fused only to a tenth of the collection, as in a collection 10x the fused depth;
+- index:    `clipsearch index` with and without --ocr (ViT-B-32, random weights): the CLIP part's
+            rate and the whole process; with --before REV, `index` without --ocr by the code of REV
+            and by this tree, alternated (--index-repeats), to show the CLIP rate unchanged.
 """
 
 from __future__ import annotations
@@ -189,6 +193,31 @@ def index_run(folder: Path, idx: Path, a, *extra: str) -> dict:
             "wall_s": round(r["wall_s"], 2), "cpu_s": r["cpu_s"], "load": r["load"]}
 
 
+def before_tree(rev: str, tmp: Path) -> Path:
+    """The code of revision `rev` in `tmp`/before (with the outer layers linked in as in a checkout)."""
+    out = tmp / "before"
+    out.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, stdout=subprocess.PIPE).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    for pkg in ("indexer", "app"):
+        (out / "clipsearch" / pkg).symlink_to(out / pkg)
+    return out
+
+
+def index_before_after(folder: Path, tmp: Path, a) -> dict:
+    """`index` without --ocr by the code before OCR (`--before`) and by this tree, alternated."""
+    code = {"before": before_tree(a.before, tmp), "after": ROOT}
+    runs = {k: [] for k in code}
+    for r in range(a.index_repeats):
+        for name, tree in code.items():
+            res = timed(cli("index", str(folder), "--index", str(tmp / f"{name}-{r}"), "--model", a.model,
+                            "--pretrained", "random", "--quiet", "--json"), env={"PYTHONPATH": str(tree)})
+            s = json.loads(res["stdout"])
+            runs[name].append({"clip_images_per_s": s["images_per_s"], "wall_s": round(res["wall_s"], 2),
+                               "cpu_s": res["cpu_s"], "load": res["load"]})
+    return {"rev": a.before, **runs}
+
+
 def ocr_run(plain: Path, idx: Path, workers: int) -> dict:
     """`clipsearch ocr` as a whole process over a copy of an index made without --ocr."""
     shutil.copytree(plain, idx)
@@ -200,25 +229,30 @@ def ocr_run(plain: Path, idx: Path, workers: int) -> dict:
 
 def recall(index_dir: Path, photos: dict[Path, str | None]) -> dict:
     """Share of text photos that their word finds first through Matcher.run: with the tiered fusion
-    (the default) and with plain RRF (fusion.fuse(tiered=False) put in its place)."""
+    (the default) and with plain RRF (fusion.fuse(tiered=False) put in its place); and both again with
+    the CLIP ranking fused only to a tenth of the collection's depth, as it is in a collection ten
+    times VISUAL_CANDIDATES (1,000 pictures), where a sign CLIP ranks low is missing from it."""
     import functools
 
     import clipsearch.search.matcher as matcher_module
     from clipsearch import Matcher, Request, Settings, open_index
     from clipsearch.cli.options import load_model
-    from clipsearch.search.fusion import fuse
+    from clipsearch.search.fusion import VISUAL_CANDIDATES, fuse
 
     s = Settings()
     matcher = Matcher(load_model(index_dir, None, None, s), open_index(index_dir), max_pixels=s.max_pixels,
                       duplicate_threshold=s.duplicate_threshold)
     texts, found = [(p, t) for p, t in photos.items() if t], {}
-    for mode, fn in (("hybrid", fuse), ("plain_rrf", functools.partial(fuse, tiered=False))):
-        matcher_module.fuse = fn
-        tops = [matcher.run(Request(t.split()[0], k=1)).matches for _, t in texts]
-        found[mode] = round(sum(bool(m) and m[0].hit.path == str(p.resolve()) for (p, _), m in zip(texts, tops))
-                            / len(texts), 4)
-    matcher_module.fuse = fuse
-    return found | {"text_photos": len(texts)}
+    for depth in (VISUAL_CANDIDATES, max(1, len(photos) // 10)):
+        matcher_module.VISUAL_CANDIDATES = depth
+        for mode, fn in (("hybrid", fuse), ("plain_rrf", functools.partial(fuse, tiered=False))):
+            matcher_module.fuse = fn
+            tops = [matcher.run(Request(t.split()[0], k=1)).matches for _, t in texts]
+            name = mode if depth == VISUAL_CANDIDATES else f"{mode}_shallow"
+            found[name] = round(sum(bool(m) and m[0].hit.path == str(p.resolve()) for (p, _), m in zip(texts, tops))
+                                / len(texts), 4)
+    matcher_module.fuse, matcher_module.VISUAL_CANDIDATES = fuse, VISUAL_CANDIDATES
+    return found | {"text_photos": len(texts), "shallow_depth": max(1, len(photos) // 10)}
 
 
 def word_recall(read: dict[str, list[str]], photos: dict[Path, str | None]) -> float:
@@ -263,6 +297,9 @@ def main_parent(a) -> None:
         result["index"]["index --ocr"] = index_run(folder, tmp / "with-ocr", a, "--ocr")
         log("recall through Matcher.run")
         result["recall"] = recall(tmp / f"ocr-{a.workers[0]}", photos)
+        if a.before:
+            log(f"index without --ocr: {a.before} against this tree")
+            result["index_before_after"] = index_before_after(folder, tmp, a)
     for side in a.det_sides:
         log(f"per file, det side {side}")
         r = run_child("perfile", folder, side)
@@ -297,12 +334,20 @@ def table(r: dict) -> str:
                     f"{p['word_recall']:.1%} | {load(p)} |")
     rc = r["recall"]
     rows += [f"\nUnique word found first by `Matcher.run` ({rc['text_photos']} text photos among {r['n']}): "
-             f"hybrid, tiered RRF (the default) {rc['hybrid']:.1%}; plain RRF {rc['plain_rrf']:.1%}.",
+             f"hybrid, tiered RRF (the default) {rc['hybrid']:.1%}; plain RRF {rc['plain_rrf']:.1%}. With the "
+             f"CLIP ranking fused to depth {rc['shallow_depth']} only (as in a collection of 10x the fused "
+             f"depth): tiered {rc['hybrid_shallow']:.1%}, plain RRF {rc['plain_rrf_shallow']:.1%}.",
              "\n| index run | CLIP images/s | CLIP part s | OCR part s | whole process: wall s | CPU s | load avg |",
              "|---|---|---|---|---|---|---|"]
     for name, x in r["index"].items():
         rows.append(f"| `{name}` | {x['clip_images_per_s']:.2f} | {x['clip_s']:.1f} | {x['ocr_s'] or '-'} | "
                     f"{x['wall_s']:.1f} | {x['cpu_s']:.1f} | {load(x)} |")
+    if "index_before_after" in r:
+        ba = r["index_before_after"]
+        rows += [f"\n`index` without --ocr, CLIP images/s, alternated runs: {ba['rev']} (before OCR) "
+                 + ", ".join(f"{x['clip_images_per_s']:.2f} (load {x['load'][0]})" for x in ba["before"])
+                 + "; this tree " + ", ".join(f"{x['clip_images_per_s']:.2f} (load {x['load'][0]})" for x in ba["after"])
+                 + "."]
     return "\n".join(rows)
 
 
@@ -315,6 +360,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[2, 1],
                    help="--ocr-workers values to time, the default's first")
     p.add_argument("--det-sides", type=int, nargs="+", default=[736, 960, 1280])
+    p.add_argument("--before", default=None, metavar="REV",
+                   help="also time `index` without --ocr by the code of REV (git), alternating with this tree")
+    p.add_argument("--index-repeats", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "ocr.json"))
     p.add_argument("--child", choices=CHILDREN)
     p.add_argument("--folder")

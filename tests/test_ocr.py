@@ -42,6 +42,12 @@ def test_a_picture_without_text_gives_no_lines(reader):
     assert reader.read(np.asarray(img)) == []
 
 
+def test_a_picture_without_text_costs_the_detector_alone():
+    fresh = load_reader(OcrSettings(), device="cpu", threads=1)
+    assert fresh.read(np.full((600, 800, 3), 128, np.uint8)) == []
+    assert fresh._engine.text_det is not None and fresh._engine.text_rec is None  # never even loaded
+
+
 def test_a_missing_model_names_what_to_install(monkeypatch):
     monkeypatch.setitem(ocr_model.BUNDLED, "Det", "PP-OCRv6_det_gone.onnx")
     with pytest.raises(ModelError, match=r"pip install 'rapidocr>=3\.9'") as e:

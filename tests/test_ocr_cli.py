@@ -134,6 +134,8 @@ def test_the_text_follows_moves_removals_changes_and_reindex(tiny_model, tiny_mo
     assert paths(cli, "quorvanth", "--text-only") == [] and paths(cli, "blinteky", "--text-only") == []
     assert paths(cli, "glimmerdax", "--text-only") == [str(folder.resolve() / "sign_2.jpg")]
     assert open_index(cli.index_dir).ocr.stats()["read"] == 5  # the removed and replaced texts pruned
+    cli("remove", folder / "moved", ok=True)  # `remove` takes the text along
+    assert open_index(cli.index_dir).ocr.stats()["read"] == 4 and paths(cli, "zorblax", "--text-only") == []
     cli("reindex", "--model", tiny_model_b.config, "--pretrained", tiny_model_b.weights, "--workers", "1",
         "--quiet", ok=True)
     assert paths(cli, "glimmerdax", "-k", "1") == [str(folder.resolve() / "sign_2.jpg")]

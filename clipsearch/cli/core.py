@@ -48,6 +48,10 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 
     paths = local_paths(paths)
     check_roots(paths)  # before the (slow) model load
+    if with_ocr:
+        from clipsearch.models.ocr import model_files
+
+        model_files()  # a missing OCR model is said before the images are indexed, not after
     root = index_root(index_dir)
     _refuse_index_inside(root, paths)
     settings = Settings().with_(batch_size=batch_size, workers=workers, device=device,
@@ -63,7 +67,8 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
     _export_text_tower(encoder, summary)
     if not with_ocr:
         if summary.text_pending:
-            summary.notes.append(f"{summary.text_pending} pictures have no words read yet: `clipsearch ocr` reads them")
+            summary.notes.append(f"{summary.text_pending} pictures have no words read yet: "
+                                 "`clipsearch ocr` reads them")
         return _print_summary(summary, idx, as_json)
     from clipsearch.cli.ocr import print_summary, read_text
 

@@ -180,14 +180,14 @@ class Matcher:
                  else by_id[i] for i, _ in order if i in by_id]
         if r.min_score is not None:
             found = [m for m in found if m.text_score is not None or m.calibrated >= r.min_score]
-        return _newest_first(found) if r.sort == "date" else found
+        return newest_first(found, lambda m: m.hit) if r.sort == "date" else found
 
     def _text_only(self, words: TextQuery, where: Filter | None, fetch: int, sort: str) -> list[Match]:
         """The pictures whose text matches, those holding every word first, then by BM25 (the score)."""
         text = text_matches(self.index, words, where)[:fetch]
         hits = {h.id: h for h in self.index.images.hits([m.id for m in text], [m.score for m in text])}
         found = [Match(hits[m.id], None, lines=m.lines, text_score=m.score) for m in text if m.id in hits]
-        return _newest_first(found) if sort == "date" else found
+        return newest_first(found, lambda m: m.hit) if sort == "date" else found
 
     def vector(self, query: str | list[str] | list[Term]) -> tuple[np.ndarray, str]:
         """(D,) unit vector of a query and its kind (TEXT, IMAGE or "mixed")."""
@@ -254,9 +254,10 @@ class Matcher:
         return self.calibrator(cos, self.index.images.vectors_of([h.id for h in row])).tolist()
 
 
-def newest_first(hits: list) -> list:
-    """Hits by the time they were taken, newest first; those without a date last."""
-    return sorted(hits, key=lambda h: getattr(getattr(h, "meta", None), "taken", None) or datetime.min,
+def newest_first(items: list, hit_of=lambda item: item) -> list:
+    """Hits (or what `hit_of` takes a hit from) by the time they were taken, newest first; those
+    without a date last."""
+    return sorted(items, key=lambda x: getattr(getattr(hit_of(x), "meta", None), "taken", None) or datetime.min,
                   reverse=True)
 
 
@@ -282,7 +283,3 @@ def _check_min_score(kinds: list[str], over_texts: bool, min_score: float | None
         raise InputError("--min-score applies to calibrated scores, which only text queries over "
                          "images and image queries over --texts have: drop --min-score")
     return calibrate
-
-
-def _newest_first(matches: list[Match]) -> list[Match]:
-    return sorted(matches, key=lambda m: getattr(m.hit.meta, "taken", None) or datetime.min, reverse=True)
