@@ -1,4 +1,5 @@
-"""Lookups by id in LanceDB (the BTREE on `id`) and in the rows snapshot, against collection size.
+"""Lookups by id in LanceDB (the BTREE on `id`) and in the ANN segments (records and vectors), against
+collection size.
 
 Run by hand after bench/search_bench.py has built its indexes (reads them, writes nothing there):
 
@@ -19,7 +20,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clipsearch import open_index  # noqa: E402
-from clipsearch.store import snapshot
 
 
 def median_ms(fn, sets) -> float:
@@ -42,21 +42,23 @@ def main(argv=None):
     for root in sorted(args.cache.glob("index-*")):
         index = open_index(root)
         table, n = index.images.table, len(index.images.table)
-        snap = snapshot.Snapshot.open(root / f"images{snapshot.SUFFIX}", snapshot.stamp(root / "lance/images.lance"))
+        ann = index.images.ann()
         rng = np.random.default_rng(0)
         for k in (10, 100):
             sets = [rng.choice(n, k, replace=False) for _ in range(args.repeats + 1)]
             rows.append({"index": root.name, "n": n, "k": k,
                          "lance_rows_ms": median_ms(table.rows, sets),
                          "lance_vectors_ms": median_ms(table.vectors_of, sets),
-                         "snapshot_rows_ms": median_ms(snap.records, sets) if snap else None})
+                         "segment_records_ms": median_ms(ann.records_of, sets),
+                         "segment_vectors_ms": median_ms(ann.vectors_of, sets)})
             print(rows[-1], file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": " ".join(["python", "bench/lookup_bench.py", *sys.argv[1:]]),
                                     "rows": rows}, indent=1) + "\n")
-    md = ["| index | N | k | LanceDB rows ms | LanceDB vectors ms | snapshot rows ms |", "|---|---|---|---|---|---|"]
+    md = ["| index | N | k | LanceDB rows ms | LanceDB vectors ms | segment records ms | segment vectors ms |",
+          "|---|---|---|---|---|---|---|"]
     md += [f"| {r['index']} | {r['n']:,} | {r['k']} | {r['lance_rows_ms']} | {r['lance_vectors_ms']} | "
-           f"{r['snapshot_rows_ms']} |" for r in rows]
+           f"{r['segment_records_ms']} | {r['segment_vectors_ms']} |" for r in rows]
     args.out.with_suffix(".md").write_text("# Lookups by id\n\n`" + " ".join(["python", "bench/lookup_bench.py",
                                            *sys.argv[1:]]) + "`\n\n" + "\n".join(md) + "\n")
     print("\n".join(md))

@@ -292,7 +292,7 @@ class Collection:
 
     def _open_ann(self) -> Segments:
         try:
-            ann = Segments.open(self.ann_folder)
+            ann = Segments.open(self.ann_folder, spills=self.writable)
         except IndexDirError:
             ann = None  # damaged: the table is the truth, built again below
         if ann is not None and ann.committed.stamp and ann.committed.stamp == self._stamp():

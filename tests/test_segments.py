@@ -10,6 +10,7 @@ import pytest
 
 from clipsearch.ann import compaction, lists, segment
 from clipsearch.ann import spec as annspec
+from clipsearch.ann import segments as segments_module
 from clipsearch.ann.segments import Segments
 
 DIM = 16
@@ -133,6 +134,18 @@ def test_open_reads_no_vector_and_readers_keep_their_version(churned, monkeypatc
     segs.optimize(10, "d")  # merges, and deletes the files the reader opened
     assert set(p.name for p in segs.folder.iterdir()).isdisjoint({f"{p.serial:06d}.vec" for p in reader.catalog.parts})
     np.testing.assert_array_equal(reader.search_exact(xq, 5, nprobe=reader.spec.nlist, depth=len(held))[1], want[1])
+
+
+def test_a_reader_catching_up_never_writes(churned, monkeypatch):
+    segs, _ = churned
+    segs.sync(9, "c")
+    before = sorted(p.name for p in segs.folder.iterdir())
+    monkeypatch.setattr(segments_module, "SPILL_ROWS", 10)
+    reader = Segments.open(segs.folder, spills=False)  # how a reader opens an index's own folder
+    reader.add(np.arange(40_000, 40_100), _mixture(100, seed=8), _rows(np.arange(40_000, 40_100)))
+    assert len(reader.pending) == 100 and sorted(p.name for p in segs.folder.iterdir()) == before
+    segs.add(np.arange(40_000, 40_100), _mixture(100, seed=8), _rows(np.arange(40_000, 40_100)))
+    assert len(segs.pending) == 0 and len(segs.segments) == 6  # a writer writes them as it goes
 
 
 def _counting(fn, calls):

@@ -37,8 +37,10 @@ SPILL_ROWS = 65_536
 class Segments:
     """The committed segments of a collection (mapped) and the rows not yet in one (in memory)."""
 
-    def __init__(self, folder: Path, catalog: Catalog):
-        self.folder, self.committed, self.catalog = folder, catalog, catalog
+    def __init__(self, folder: Path, catalog: Catalog, spills: bool = True):
+        """`spills`: whether many pending rows may be written as a segment before a sync (a writer's,
+        or a reader's private folder); a reader of an index's folder never writes to it."""
+        self.folder, self.committed, self.catalog, self.spills = folder, catalog, catalog, spills
         self.dim = catalog.dim
         self.segments = [Segment.open(folder, p, self.dim) for p in catalog.parts]
         self.dead = np.load(folder / catalog.dead) if catalog.dead else np.zeros(0, np.int64)
@@ -50,14 +52,14 @@ class Segments:
         self._not_dead = None  # faiss selector of live labels, built when first needed
 
     @classmethod
-    def open(cls, folder: Path) -> Segments | None:
+    def open(cls, folder: Path, spills: bool = True) -> Segments | None:
         """The committed version in `folder`, None if there is none; IndexDirError if damaged."""
         for _ in range(3):  # a writer may replace a version between its catalog and its files
             catalog = cat.read(folder)
             if catalog is None:
                 return None
             try:
-                return cls(folder, catalog)
+                return cls(folder, catalog, spills)
             except FileNotFoundError:
                 continue
             except (OSError, ValueError, RuntimeError) as e:
@@ -103,7 +105,7 @@ class Segments:
             raise InputError("add needs unique ids, one vector and one record each")
         self.remove(ids)
         self.pending.add(ids, xb, rows)
-        if len(self.pending) >= SPILL_ROWS:
+        if len(self.pending) >= SPILL_ROWS and self.spills:
             compaction.spill(self)
 
     def holds_any(self, ids) -> bool:
