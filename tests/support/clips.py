@@ -13,18 +13,27 @@ def write_video(path: Path, scenes: list[tuple[str, str, float]], *, fps: int = 
                 codec: str = "libx264", container: str | None = None) -> None:
     """`scenes` = [(colour, shape, seconds)] in order, each a still of that shape (a little noise
     frame to frame, as a camera's); libx264 puts a keyframe at each cut."""
+    stills = [(shapes.draw(colour, shape, size=size, seed=k), seconds)
+              for k, (colour, shape, seconds) in enumerate(scenes)]
+    write_stills(path, stills, fps=fps, noise=3, codec=codec, container=container)
+
+
+def write_stills(path: Path, stills: list, *, fps: int, noise: int, codec: str = "libx264",
+                 container: str | None = None) -> None:
+    """A video of `stills` = [(RGB PIL image, seconds)], all of one size, each held for its seconds
+    with +-`noise` per frame, as a camera's."""
     import av
 
     rng = np.random.default_rng(0)
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.width = stream.height = size
+        stream.width, stream.height = stills[0][0].size
         stream.pix_fmt = "yuv420p"
         n = 0
-        for k, (colour, shape, seconds) in enumerate(scenes):
-            still = np.asarray(shapes.draw(colour, shape, size=size, seed=k), np.int16)
+        for still, seconds in stills:
+            px0 = np.asarray(still.convert("RGB"), np.int16)
             for _ in range(round(seconds * fps)):
-                px = np.clip(still + rng.integers(-3, 4, still.shape), 0, 255).astype(np.uint8)
+                px = np.clip(px0 + rng.integers(-noise, noise + 1, px0.shape), 0, 255).astype(np.uint8)
                 frame = av.VideoFrame.from_ndarray(px, format="rgb24")
                 frame.pts = n
                 n += 1

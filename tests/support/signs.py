@@ -93,21 +93,8 @@ def write_sign_video(path: Path, scenes: list[tuple[str | None, float]], size: t
                      fps: int = 5) -> None:
     """An H.264 video of `scenes` = [(text on a sign, or None for a bare background, seconds)], each
     a still with a little noise frame to frame (libx264 puts a keyframe at each cut)."""
-    import av
+    from support.clips import write_stills
 
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        n = 0
-        for k, (text, seconds) in enumerate(scenes):
-            still = draw_sign(text, size, seed=k) if text else Image.new("RGB", size, (90, 110, 130))
-            px0 = np.asarray(still, np.int16)
-            for _ in range(round(seconds * fps)):
-                px = np.clip(px0 + rng.integers(-2, 3, px0.shape), 0, 255).astype(np.uint8)
-                frame = av.VideoFrame.from_ndarray(px, format="rgb24")
-                frame.pts = n
-                n += 1
-                out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    stills = [(draw_sign(text, size, seed=k) if text else Image.new("RGB", size, (90, 110, 130)), seconds)
+              for k, (text, seconds) in enumerate(scenes)]
+    write_stills(path, stills, fps=fps, noise=2)
