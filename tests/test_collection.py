@@ -20,6 +20,7 @@ from clipsearch import IndexDirError, ModelIdentity, add_texts, create_index, lo
 from clipsearch.ann import catalog
 from clipsearch.store import manifest as mf
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
+from support.fixtureindex import copy_fixture_index
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,12 +37,7 @@ def schema2(tiny_model, tmp_path) -> Path:
     """A copy of an index written by clipsearch at schema 2 (tests/fixtures/schema2-index: the 24
     shapes, one each, and a "captions" collection, made with the tiny model before the collection
     type existed). Its manifest names the model files where they were then: point it at them here."""
-    root = tmp_path / "index"
-    shutil.copytree(FIXTURES / "schema2-index", root)
-    d = json.loads((root / "manifest.json").read_text())
-    d["model"] |= {"model": str(tiny_model.config), "pretrained": str(tiny_model.weights)}
-    (root / "manifest.json").write_text(json.dumps(d))
-    return root
+    return copy_fixture_index("schema2-index", tiny_model, tmp_path / "index")
 
 
 def test_schema2_index_is_read_as_it_is_without_a_write(schema2):

@@ -5,7 +5,6 @@ make_schema6_index.py): read as it is without a write, then upgraded in place by
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from support.clirun import Cli
 from clipsearch import open_index
 from clipsearch.ann import catalog
 from clipsearch.store import manifest as mf
+from support.fixtureindex import copy_fixture_index
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -22,12 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture
 def schema6(tiny_model, tmp_path) -> Path:
     """A copy of the schema-6 fixture, its manifest pointed at the tiny model's files here."""
-    root = tmp_path / "index"
-    shutil.copytree(FIXTURES / "schema6-index", root)
-    d = json.loads((root / "manifest.json").read_text())
-    d["model"] |= {"model": str(tiny_model.config), "pretrained": str(tiny_model.weights)}
-    (root / "manifest.json").write_text(json.dumps(d))
-    return root
+    return copy_fixture_index("schema6-index", tiny_model, tmp_path / "index")
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
