@@ -155,27 +155,62 @@ def _counting(fn, calls):
     return wrapped
 
 
+class _FakeSegment:  # what `plan` reads of a segment
+    def __init__(self, n, label):
+        self.part, self.label = None, label
+        self._n = n
+
+    def __len__(self):
+        return self._n
+
+
+class _FakeSegs:
+    def __init__(self, sizes, dead=0):
+        labels = np.cumsum([0, *sizes[:-1]])
+        self.segments = [_FakeSegment(n, int(lo)) for n, lo in zip(sizes, labels)]
+        self.dead = np.arange(dead, dtype=np.int64)
+
+
 def test_merge_policy():
-    class S:  # what `plan` reads of a segment
-        def __init__(self, n, label):
-            self.part, self.label = None, label
-            self._n = n
-
-        def __len__(self):
-            return self._n
-
-    class Segs:
-        def __init__(self, sizes, dead=0):
-            labels = np.cumsum([0, *sizes[:-1]])
-            self.segments = [S(n, int(lo)) for n, lo in zip(sizes, labels)]
-            self.dead = np.arange(dead, dtype=np.int64)
-
+    Segs = _FakeSegs
     assert compaction.plan(Segs([1000, 10, 10])) is None  # small next to the largest: wait
     assert compaction.plan(Segs([1000, 200, 60])) == [0, 1, 2]  # a quarter of it: merge all
     assert compaction.plan(Segs([1000] + [10, 3, 20, 5, 8, 9, 7, 6])) == [2, 4]  # too many: two smallest
     assert compaction.plan(Segs([1000, 10], dead=300)) == [0, 1]  # many dead rows
     assert compaction.plan(Segs([1000]), everything=True) is None  # nothing to gain
     assert compaction.plan(Segs([1000], dead=1), everything=True) == [0]
+
+
+def test_merge_policy_caps_what_a_merge_writes(monkeypatch):
+    monkeypatch.setattr(compaction, "MAX_SEGMENT_ROWS", 1000)
+    Segs = _FakeSegs
+    assert compaction.plan(Segs([600, 600, 600, 600])) is None  # full: never joined
+    assert compaction.plan(Segs([100] * 20)) == list(range(10))  # the smallest that fit, not all
+    assert compaction.plan(Segs([1000, 990], dead=300)) == [0]  # worn: written again alone
+    assert compaction.plan(Segs([600, 600, 300, 50]), everything=True) == [0, 2, 3]  # optimize: what fits
+
+
+def test_a_big_sync_merges_in_capped_steps_each_committed(tmp_path, small_flat_max, monkeypatch):
+    """Past MAX_SEGMENT_ROWS a sync leaves several segments, each at most that big and stored list by
+    list, and commits each merge before the next: the disk never holds the collection twice."""
+    monkeypatch.setattr(compaction, "MAX_SEGMENT_ROWS", 3000)
+    monkeypatch.setattr(segments_module, "SPILL_ROWS", 1000)
+    segs, xb = Segments.create(tmp_path / "x.ann", DIM), _mixture(N)
+    segs.add(np.arange(1000), xb[:1000], _rows(np.arange(1000)))
+    segs.sync(1, "a")  # IVF-PQ from 1,000 on: the later spills are encoded as they are written
+    for b in range(1000, N, 1000):
+        segs.add(np.arange(b, b + 1000), xb[b:b + 1000], _rows(np.arange(b, b + 1000)))
+    vec_files = []
+    segs.sync(2, "b", checkpoint=lambda stage: vec_files.append(len(list(segs.folder.glob("*.vec")))))
+    assert max(vec_files) <= N // 1000 + 1  # the spilled segments, and one merge being written
+    sizes = [len(s) for s in segs.segments]
+    assert sum(sizes) == N and max(sizes) <= 3000 and len(sizes) == N // 3000
+    reader = Segments.open(segs.folder)
+    for s in reader.segments:
+        assert np.all(np.diff(lists.assignment(segs.folder / s.part.lists, s.label, len(s))) >= 0)
+    xq = _mixture(20, seed=3)
+    _, I = reader.search_exact(xq, 10, nprobe=reader.spec.nlist, depth=N)
+    assert I.tolist() == _truth(xq, dict(enumerate(xb)), 10).tolist()
 
 
 def test_records_of_older_segments_get_new_columns_as_nulls(tmp_path):

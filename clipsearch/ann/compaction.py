@@ -8,10 +8,13 @@
 - `tidy`: merges, by the policy below; a merge rewrites only the rows it joins, list by list (id
   order for a Flat index), and renumbers their lists without encoding them again;
 - `commit`: all of that, then the dead labels and the catalog, atomically (catalog.py).
-Policy (docs/scale.md has the measurements): at most MAX_SEGMENTS segments, the two smallest merged
-first, so the small segments of frequent syncs merge cheaply; everything merged into one when the
-rows outside the largest segment reach DELTA_SHARE of it or dead rows DEAD_SHARE of all rows
-(`clipsearch optimize` merges everything at once).
+Policy (docs/scale.md has the measurements): a merge joins the smallest segments, as many as fit in
+MAX_SEGMENT_ROWS, so no merge rewrites the collection and its spare disk is bounded; at most
+MAX_SEGMENTS segments (the smallest merged first), so the small segments of frequent syncs merge
+cheaply; a group merged when the rows outside its largest segment reach DELTA_SHARE of it; a
+segment with DEAD_SHARE of its rows dead written again without them (`clipsearch optimize`: every
+merge that fits, and every dead row dropped). Each merge is committed as it is done: the files it
+replaced are deleted before the next one is written.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from clipsearch.durable import atomic_file
 MAX_SEGMENTS = 8
 DELTA_SHARE = 0.25
 DEAD_SHARE = 0.2
+#: Rows a merge may write (2M: 4 GB of float32 512-d vectors), as Lucene caps a merged segment at
+#: 5 GB: a 10M collection is 5 segments searched together, and a merge never needs the disk of a
+#: second copy of the collection.
+MAX_SEGMENT_ROWS = 1 << 21
 
 def spill(segs, checkpoint=lambda stage: None) -> None:
     """Write the pending rows as a new segment of the working version (not committed yet): in list
@@ -62,14 +69,22 @@ def commit(segs, generation: int, stamp: str, checkpoint=lambda stage: None, eve
     note = fit(segs, force=everything)
     if note:
         checkpoint("ann-trained")
-    if tidy(segs, everything):
+
+    def merged():
         checkpoint("ann-merged")
-    catalog = replace(segs.catalog, generation=generation, stamp=stamp, dirty=None)
-    catalog = _with_dead(segs, catalog)
-    cat.write(segs.folder, catalog)
-    segs.committed = segs.catalog = catalog
+        _commit_now(segs, generation, stamp)
+
+    tidy(segs, everything, merged)
+    _commit_now(segs, generation, stamp)
     checkpoint("ann-committed")
     return note
+
+
+def _commit_now(segs, generation: int, stamp: str) -> None:
+    """Commit the working version as the table's `generation` (its rows all written: none pending)."""
+    catalog = _with_dead(segs, replace(segs.catalog, generation=generation, stamp=stamp, dirty=None))
+    cat.write(segs.folder, catalog)
+    segs.committed = segs.catalog = catalog
 
 
 def fit(segs, force: bool = False) -> str | None:
@@ -88,8 +103,8 @@ def fit(segs, force: bool = False) -> str | None:
         catalog, trained_on = _train(segs, want)
         catalog = replace(catalog, trained_on=trained_on)
     segs.changed(replace(catalog, spec=want.to_dict()), segs.segments)
-    if len(segs.segments):  # rows stored list by list under the new quantizer
-        merge(segs, list(range(len(segs.segments))))
+    if len(segs.segments) and n <= MAX_SEGMENT_ROWS:  # rows stored list by list under the new quantizer
+        merge(segs, list(range(len(segs.segments))))  # (past it `tidy` merges the segments it may)
     return f"rebuilt for {n} vectors: {old.describe()} -> {want.describe()}"
 
 
@@ -117,28 +132,50 @@ def _sample(segs, size: int) -> np.ndarray:
     return segs.vectors_at_labels(live)
 
 
-def tidy(segs, everything: bool = False) -> bool:
-    """Merge segments by the policy (all of them: `everything`); True if any were."""
-    merged = False
+def tidy(segs, everything: bool = False, merged=lambda: None) -> bool:
+    """Merge segments by the policy (every merge that fits: `everything`), calling `merged` after
+    each; True if any were."""
+    done = False
     while (group := plan(segs, everything)) is not None:
         merge(segs, group)
-        merged, everything = True, False
-    return merged
+        merged()
+        done = True
+    return done
 
 
 def plan(segs, everything: bool = False) -> list[int] | None:
     """Positions of the segments to merge next, or None."""
-    live = np.array([len(s) - _dead_mask(segs, s).sum() for s in segs.segments], np.int64)
-    rows = sum(len(s) for s in segs.segments)
-    if len(live) == 0:
+    if not segs.segments:
         return None
-    if everything or len(segs.dead) > DEAD_SHARE * rows and rows:
-        return list(range(len(live))) if len(live) > 1 or len(segs.dead) else None
-    if len(live) > 1 and live.sum() - live.max() >= DELTA_SHARE * live.max():
-        return list(range(len(live)))
+    dead = np.array([np.diff(np.searchsorted(segs.dead, [s.label, s.label + len(s)]))[0]
+                     for s in segs.segments], np.int64)
+    live = np.array([len(s) for s in segs.segments], np.int64) - dead
+    worn = np.flatnonzero((dead > 0) & (everything | (dead > DEAD_SHARE * (live + dead))))
+    if len(worn):  # the most worn first, with the smallest that fit beside it
+        first = worn[np.argmax(dead[worn] / (live[worn] + dead[worn]))]
+        return sorted(_pack(live, first))
+    group = _pack(live)
+    if len(group) < 2:
+        return None
+    biggest = live[group].max()
+    if everything or live[group].sum() - biggest >= DELTA_SHARE * biggest:
+        return sorted(group)
     if len(live) > MAX_SEGMENTS:
-        return sorted(np.argsort(live, kind="stable")[:2].tolist())
+        return sorted(group[:max(2, len(live) - MAX_SEGMENTS + 1)])
     return None
+
+
+def _pack(live: np.ndarray, first: int | None = None) -> list[int]:
+    """`first` (if given) and then the smallest segments, while their live rows fit in
+    MAX_SEGMENT_ROWS (at least one)."""
+    order = [i for i in np.argsort(live, kind="stable").tolist() if i != first]
+    group, total = [], 0
+    for i in ([first] if first is not None else []) + order:
+        if group and total + live[i] > MAX_SEGMENT_ROWS:
+            break
+        group.append(i)
+        total += live[i]
+    return group
 
 
 def merge(segs, group: list[int]) -> None:
