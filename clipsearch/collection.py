@@ -227,8 +227,12 @@ class Collection:
         return self.table.rows(ids)
 
     def all_rows(self) -> list[Row]:
-        """Images only: every row without its metadata (`meta` None), what planning an `index` run needs."""
+        """Images only: every row without its metadata (`meta` None)."""
         return self.table.all_rows()
+
+    def rows_under(self, folders: list[str]) -> list[Row]:
+        """Images only: the rows of the files at or under `folders`, without their metadata."""
+        return self.table.rows_under(folders)
 
     def hits(self, ids, scores) -> list:
         """Hits of `ids` with `scores`, their paths and metadata read from the table (missing ids left out)."""

@@ -189,3 +189,30 @@ def test_fragments_are_compacted_when_they_pile_up(tiny_model, photos, tmp_path,
     assert index.images.fragments() <= 1
     paths = Counter(r.path for r in index.images.all_rows())
     assert set(paths.values()) == {1}
+
+
+def test_a_run_over_one_folder_reads_only_that_folders_rows(encoder, shapes_dir, tmp_path, monkeypatch):
+    """Planning a run reads the rows under its folders (a Lance filter), not the whole library's:
+    names with quotes and LIKE wildcards included, a sibling that shares a prefix left out."""
+    from clipsearch.store.tables import ImageTable
+
+    index = create_index(tmp_path / "idx", encoder.identity)
+    folders = [tmp_path / name for name in ("it's 100%_done", "it's 100%_done too", "other")]
+    for f in folders:
+        shutil.copytree(shapes_dir, f)
+        add_paths(index, encoder, [str(f)])
+    read = []
+    real = ImageTable._rows
+
+    def counting(self, where, meta=True):
+        rows = real(self, where, meta)
+        read.extend(r.path for r in rows)
+        return rows
+
+    monkeypatch.setattr(ImageTable, "_rows", counting)
+    shapes.draw("red", "star", seed=9).save(folders[0] / "added.png")
+    summary = add_paths(index, encoder, [str(folders[0])])
+    assert (summary.new, summary.unchanged) == (1, len(list(shapes_dir.glob("*.png"))))
+    assert read and all(p.startswith(str(folders[0]) + os.sep) for p in read)
+    under_first = index.images.rows_under([str(folders[0])])
+    assert sorted(r.path for r in under_first) == sorted(str(p) for p in folders[0].glob("*.png"))

@@ -26,8 +26,10 @@ from clipsearch.errors import InputError
 #: 10x brings it to 0.96-0.98 (4x: 0.88-0.96, 20x: +0.01 at most) for <0.5 ms (bench/results/ann.md).
 RERANK_FACTOR = 10
 #: Depth grows by this factor while near-ties remain open, up to MAX_DEPTH candidates a query
-#: (100 x k: recall@10 1.00 on 1M bursty vectors, where 10 x k gave 0.68 and 40 x k 0.94).
-GROWTH = 4
+#: (100 x k: recall@10 1.00 on 1M bursty vectors, where 10 x k gave 0.68 and 40 x k 0.94). From
+#: 10 x k straight to MAX_DEPTH: a query that needs more than its first depth usually needs them all,
+#: and each step costs a read of its candidates' vectors from disk (segment.py).
+GROWTH = 16
 MAX_DEPTH = 1024
 _GATHER = 1 << 17  # candidate vectors gathered at once: bounds the (chunk, D) temporary
 
@@ -101,6 +103,9 @@ def scores(xq: np.ndarray, C: np.ndarray, lookup: Callable[[np.ndarray], np.ndar
     if xc.shape != (len(uniq), xq.shape[1]):
         raise InputError(f"lookup returned shape {xc.shape}, expected {(len(uniq), xq.shape[1])}")
     S = np.full(nq * kc, -np.inf, np.float32)
+    if len(uniq) * nq <= _GATHER:  # few queries (a user's): every pair in one product, no gather
+        S[pos] = (xc @ xq.T)[inv, pos // kc]
+        return S.reshape(nq, kc)
     for s in range(0, len(pos), _GATHER):  # bounds the gathered (chunk, D) temporary
         p = pos[s:s + _GATHER]
         S[p] = np.einsum("ij,ij->i", xc[inv[s:s + _GATHER]], xq[p // kc])

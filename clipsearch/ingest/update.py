@@ -132,7 +132,7 @@ def remove_paths(index: Index, paths: list[str]) -> int:
     targets = sorted({t for p in paths for t in (os.path.abspath(os.path.expanduser(p)),
                                                   os.path.realpath(os.path.expanduser(p)))})
     with index.writing():
-        ids = [r.id for r in index.images.all_rows() if under(r.path, targets)]
+        ids = [r.id for r in index.images.rows_under(targets)]
         failures = index.failures.all()
         kept = [f for f in failures if not under(f.path, targets)]
         skipped = [p for p, _ in index.skipped.all() if under(p, targets)]
@@ -152,8 +152,8 @@ def remove_paths(index: Index, paths: list[str]) -> int:
 
 
 def _plan(index: Index, found: Scan, roots: list[str], hash_many) -> Changes:
-    rows = index.images.all_rows()
-    if not found.paths and not any(under(r.path, roots) for r in rows):
+    rows = index.images.rows_under(roots)
+    if not found.paths and not rows:
         others = ", ".join(f"{t} {n}" for t, n in count_types(found.not_media).items()) or "none"
         raise InputError(f"no image files found under {', '.join(map(display_path, roots))}: no images, "
                          f"RAW photos or videos (other files: {others}); check the folder")

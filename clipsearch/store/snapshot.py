@@ -77,5 +77,11 @@ class Records:
 
     def at(self, positions) -> list[dict]:
         """The records (column -> value) at these row positions, in their order."""
-        # Slices, not Table.take: pyarrow.compute would import pandas (~0.5 s).
-        return [self._t.slice(int(p), 1).to_pylist()[0] for p in np.asarray(positions, np.int64)]
+        import pyarrow as pa
+
+        positions = np.asarray(positions, np.int64)
+        if not len(positions):
+            return []
+        # Slices, not Table.take: pyarrow.compute would import pandas (~0.5 s); joined, so that the
+        # Python objects are made in one call (a tenth of the time of one call per row).
+        return pa.concat_tables([self._t.slice(int(p), 1) for p in positions]).to_pylist()

@@ -7,6 +7,7 @@ the index's write lock and keeps the ANN index in step.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from clipsearch.errors import IndexDirError
+from clipsearch.media.files import under
 from clipsearch.media.places import with_places
 from clipsearch.store.records import (ADDED_COLUMNS, FAILURES, IMAGES, META_FIELDS, ROW_COLUMNS, Failure, Hit, Row,
                                       TextHit, failure_schema, image_schema, meta_columns, meta_fields,
@@ -291,8 +293,19 @@ class ImageTable(VectorTable):
         return {} if len(ids) == 0 else {r.id: r for r in self._rows(_id_filter(ids))}
 
     def all_rows(self) -> list[Row]:
-        """Every row, without its metadata (`meta` None): what planning an indexing run needs."""
+        """Every row, without its metadata (`meta` None)."""
         return self._rows(None, meta=False)
+
+    def rows_under(self, folders: list[str]) -> list[Row]:
+        """The rows of the files at or under `folders`, without their metadata: what planning an
+        indexing run of them needs (read with a filter: a run over one folder of a library of
+        millions holds that folder's rows, not the library's)."""
+        if not folders:
+            return []
+        near = " OR ".join(f"path = {_sql_str(f)} OR starts_with(path, {_sql_str(f.rstrip(os.sep) + os.sep)})"
+                           for f in folders)
+        # A path that isn't UTF-8 is stored shown with escapes (path_raw holds its bytes): checked here.
+        return [r for r in self._rows(f"{near} OR path_raw IS NOT NULL", meta=False) if under(r.path, folders)]
 
     def hits(self, ids, scores, records: list[dict] | None = None) -> list[Hit]:
         """Hits of `ids` with `scores`; `records`: their SNAPSHOT columns if read already (else read here)."""
@@ -426,6 +439,11 @@ def _placed(rows: list[Row]) -> list[Row]:
     for n, row in zip(todo, with_places([rows[n] for n in todo])):
         out[n] = row
     return out
+
+
+def _sql_str(text: str) -> str:
+    """`text` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _id_filter(ids) -> str:
