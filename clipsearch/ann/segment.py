@@ -49,8 +49,9 @@ class Writer:
         """`rows_schema`: of the records (pyarrow), those appended are made to fit it."""
         import pyarrow as pa
 
+        rows_schema = snapshot.layout(rows_schema)
         self.n, self._schema, self._dtype, self._ids = n, rows_schema, np.dtype(dtype), []
-        self._base, self._stack = stem(folder, serial), ExitStack()
+        self._base, self._stack, self._tail = stem(folder, serial), ExitStack(), None
         self._vec = self._open_npy(self._base.with_suffix(".vec"), dtype, (n, dim))
         rows_tmp = self._stack.enter_context(atomic_file(self._base.with_suffix(".rows")))
         self._rows = self._stack.enter_context(pa.ipc.new_file(str(rows_tmp), rows_schema))
@@ -73,7 +74,20 @@ class Writer:
         if len(ids):
             self._ids.append(ids)
             self._vec.write(np.ascontiguousarray(xb, self._dtype).tobytes())
-            self._rows.write_table(snapshot.conform(rows, self._schema))
+            self._write_rows(snapshot.conform(rows, self._schema))
+
+    def _write_rows(self, rows) -> None:
+        """Records in batches of exactly snapshot.BATCH_ROWS (the last one kept for the next call):
+        a reader finds row r in batch r // BATCH_ROWS."""
+        import pyarrow as pa
+
+        if self._tail is not None:
+            rows = pa.concat_tables([self._tail, rows])
+        rows = rows.combine_chunks()
+        full = rows.num_rows // snapshot.BATCH_ROWS * snapshot.BATCH_ROWS
+        if full:
+            self._rows.write_table(rows.slice(0, full), max_chunksize=snapshot.BATCH_ROWS)
+        self._tail = rows.slice(full)
 
     def __enter__(self) -> Writer:
         return self
@@ -82,6 +96,8 @@ class Writer:
         """Write the ids, flush and rename the files into place; delete them if the block failed."""
         if kind is None:
             try:
+                if self._tail is not None and self._tail.num_rows:
+                    self._rows.write_table(self._tail)
                 self._write_ids()
             except ValueError as e:
                 kind, err = ValueError, e
