@@ -233,3 +233,27 @@ def test_vectors_are_read_in_runs_and_come_back_in_order(tmp_path, rows):
     s = segment.Segment.open(tmp_path, segment.Part(7, 1000, 0), DIM)
     np.testing.assert_array_equal(s.vectors_at(np.array(rows)), xb[rows])
     assert s.find(np.array([999, 0, 5000])).tolist() == [0, 999, -1]
+
+
+def test_a_hit_reads_its_records_batch_and_older_files_still_read(tmp_path):
+    """Records files are written in batches of BATCH_ROWS, and a hit reads its batch (no mapping of
+    the file: mapped pages count in a query process's memory); files of before are mapped."""
+    from clipsearch.store import snapshot
+
+    segs = Segments.create(tmp_path / "x.ann", DIM)
+    for start in (0, 300, 301):  # chunks that don't fall on batch boundaries
+        ids = np.arange(start, {0: 300, 300: 301, 301: 1000}[start])
+        segs.add(ids, _mixture(len(ids), seed=start), _rows(ids))
+    segs.sync(1, "a")
+    seg = Segments.open(segs.folder).segments[0]
+    reader = pa.ipc.open_file(pa.OSFile(str(seg._rows_path)))
+    sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+    assert sizes == [snapshot.BATCH_ROWS] * (1000 // snapshot.BATCH_ROWS) + [1000 % snapshot.BATCH_ROWS]
+    pos = seg.find(np.array([999, 3, 700, 256]))
+    assert [r["text"] for r in seg.records.at(pos)] == ["t999", "t3", "t700", "t256"]
+    assert seg.records._t is None  # read by batch, never mapped whole
+    old = tmp_path / "old.rows"  # as written before: one batch, no layout in its schema
+    with pa.ipc.new_file(str(old), _rows([0]).schema) as w:
+        w.write_table(_rows(np.arange(1000)))
+    records = snapshot.Records.open(old)
+    assert len(records) == 1000 and [r["text"] for r in records.at([999, 3])] == ["t999", "t3"]
