@@ -3,9 +3,9 @@
 Importing LanceDB's Python package takes half as long as importing torch (bench/results/cold_query.md),
 while a query needs only the ANN index and, for its k hits, what a hit shows (an image's path and
 size, a text). So each ANN segment (clipsearch/ann/segment.py) keeps its rows' records: an Arrow IPC
-file of those columns (`VectorTable.SNAPSHOT`) in the segment's row order. A reader maps it (zero
-copy, nothing read at open) and reads the k records it needs by position. Written once, atomically,
-with its segment; never rewritten (a changed record goes to a newer segment).
+file of those columns (`VectorTable.SNAPSHOT`) in the segment's row order, in batches of BATCH_ROWS.
+A reader opens its footer (nothing per row) and reads the batches of the k records it needs. Written
+once, atomically, with its segment; never rewritten (a changed record goes to a newer segment).
 
 `stamp` tells a reader whether the table moved since the ANN catalog was committed, from a listing of
 its versions, without opening LanceDB.
