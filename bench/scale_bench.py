@@ -1,15 +1,16 @@
 """Costs that follow the collection (issue 21): build, open + query, a small update, a cold query and
 a small indexing run on an index of N bursty CLIP-like vectors, each in its own process.
 
-Run by hand (not a test); 1M takes ~15 minutes on 2 shared cores, 10M a few hours:
+Run by hand (not a test); 1M takes ~10 minutes on 2 cores, 10M ~1 hour and ~65 GB of disk:
 
-    python bench/scale_bench.py --work /tmp/scale --label before
-    python bench/scale_bench.py --work /tmp/scale --n 10000000 --label after-10m
+    python bench/scale_bench.py --work /tmp/scale --label after
+    python bench/scale_bench.py --work /tmp/scale10 --10m --label after
 
 The vectors are search_bench.py's bursty ones (512-d, tight bursts of ~1,000: 1,000 bursts at 1M,
-10,000 at 10M), drawn as a stream (never all in memory): 200 queries and 10 spare rows from the first block, then N rows added through
-`index.images.add` in commits of 50k, each row with the columns and photo metadata `clipsearch index`
-writes (paths, size, mtime, pixel size, content hash, date, camera, GPS and place, kind, folder).
+10,000 at 10M), drawn as a stream (never all in memory): 200 queries and 10 spare rows from the
+first block, then N rows added through `index.images.add` in commits of 50k, each row with the
+columns and photo metadata `clipsearch index` writes (paths, size, mtime, pixel size, content hash,
+date, camera, GPS and place, kind, folder).
 Every measure is a fresh process; wall time and peak RSS come from os.wait4 on it (this driver stays
 small, so a child's peak is its own). No CLIP weights can be downloaded here: the cold query and the
 48 photos use ViT-B-32 (embed_dim 512) with seeded random weights saved to a local file

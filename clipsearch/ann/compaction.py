@@ -61,7 +61,7 @@ def spill(segs, checkpoint=lambda stage: None) -> None:
 
 
 def commit(segs, generation: int, stamp: str, checkpoint=lambda stage: None, everything: bool = False) -> str | None:
-    """Spill, fit, tidy (`everything`: merge all into one), then commit as the table's
+    """Spill, fit, tidy (`everything`: every merge that fits), then commit as the table's
     `generation`; a note when the index was built again for its size."""
     if len(segs.pending):
         spill(segs, checkpoint)
@@ -132,15 +132,11 @@ def _sample(segs, size: int) -> np.ndarray:
     return segs.vectors_at_labels(live)
 
 
-def tidy(segs, everything: bool = False, merged=lambda: None) -> bool:
-    """Merge segments by the policy (every merge that fits: `everything`), calling `merged` after
-    each; True if any were."""
-    done = False
+def tidy(segs, everything: bool = False, merged=lambda: None) -> None:
+    """Merge segments by the policy (every merge that fits: `everything`), calling `merged` after each."""
     while (group := plan(segs, everything)) is not None:
         merge(segs, group)
         merged()
-        done = True
-    return done
 
 
 def plan(segs, everything: bool = False) -> list[int] | None:

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def stamp(table_dir: Path) -> str:
     """A digest of the table's committed versions (Lance's `_versions/*.manifest`); "" if none."""
     try:
@@ -58,8 +57,8 @@ class Records:
     """The records of one segment: `at(positions)` reads the few a query needs, batch by batch;
     `table` maps the whole file (merges)."""
 
-    def __init__(self, path: Path, reader, rows: int):
-        self._path, self._reader, self._rows, self._t = path, reader, rows, None
+    def __init__(self, path: Path, reader, rows: int, table=None):
+        self._path, self._reader, self._rows, self._t = path, reader, rows, table
         self._lock = threading.Lock()  # one reader, shared by a server's threads
 
     @classmethod
@@ -69,11 +68,10 @@ class Records:
 
         try:
             reader = pa.ipc.open_file(pa.OSFile(str(path)))  # its footer: nothing per row
-            n = reader.num_record_batches
             if (reader.schema.metadata or {}).get(_LAYOUT) != str(BATCH_ROWS).encode():
-                records = cls(path, None, 0)
-                records._rows = records.table.num_rows
-                return records
+                table = _mapped(path)  # written before batches of BATCH_ROWS
+                return cls(path, None, table.num_rows, table)
+            n = reader.num_record_batches
             return cls(path, reader, (n - 1) * BATCH_ROWS + reader.get_batch(n - 1).num_rows if n else 0)
         except pa.ArrowException as e:
             raise ValueError(f"{path}: {e}") from e
@@ -81,10 +79,8 @@ class Records:
     @property
     def table(self):
         """All of them, as a pyarrow Table (mapped, not read)."""
-        import pyarrow as pa
-
         if self._t is None:
-            self._t = pa.ipc.open_file(pa.memory_map(str(self._path))).read_all()
+            self._t = _mapped(self._path)
         return self._t
 
     def __len__(self) -> int:
@@ -107,3 +103,9 @@ class Records:
         # Slices, not Table.take: pyarrow.compute would import pandas (~0.5 s); joined, so that the
         # Python objects are made in one call (a tenth of the time of one call per row).
         return pa.concat_tables(rows).to_pylist()
+
+
+def _mapped(path: Path):
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
