@@ -248,6 +248,8 @@ def index_photos(a, env: dict) -> dict:
 def measure(a) -> dict:
     env = ENV | {"CLIPSEARCH_CACHE": str(a.work / "cache"), "BENCH_CWD": str(a.work)}
     setup(a, env)
+    if a.reuse:
+        return remeasure(a, env)
     shutil.rmtree(a.work / "big", ignore_errors=True)
     log(f"truth: exact top {K} of {NQ} queries over {a.n:,} rows")
     m = run_step(a, "truth", env)
@@ -264,6 +266,20 @@ def measure(a) -> dict:
     m |= cold_queries(a, env)
     log("index 48 photos")
     return m | index_photos(a, env)
+
+
+def remeasure(a, env: dict) -> dict:
+    """The query side again (serve, cold queries) on the index that the run `a.reuse` built (10M: an
+    hour to build): its other figures are that run's, with its commit."""
+    runs = json.loads(a.out.read_text())["runs"] if a.out.exists() else []
+    before = next((r for r in runs if (r["label"], r["n"]) == (a.reuse, a.n)), None)
+    if before is None or not (a.work / "big").exists():
+        sys.exit(f"--reuse needs an index in {a.work / 'big'} and a run labelled {a.reuse!r} at {a.n:,} in {a.out}")
+    log("serve (again)")
+    m = before["measures"] | {"reused_commit": before["commit"]} | run_step(a, "serve", env | ONE_THREAD)
+    m["recall@10"] = recall_at(np.load(a.work / "found.npy"), np.load(a.work / "gt.npy"))
+    log(f"served: {m['serve_peak_mib']:.0f} MiB, p50 {m['p50_ms']:.1f} ms; cold queries")
+    return m | cold_queries(a, env)
 
 
 def _du(root: Path) -> int:
@@ -284,6 +300,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="cold queries per index (median)")
     p.add_argument("--out", type=Path, default=BENCH / "results" / "scale.json")
     p.add_argument("--render", action="store_true", help="only write the markdown of --out again")
+    p.add_argument("--reuse", metavar="LABEL", help="measure the query side again (serve, cold queries) "
+                   "on the index that the run LABEL at this N built; its other figures are kept")
     p.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     a.n = 10_000_000 if a.ten else a.n

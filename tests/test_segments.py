@@ -124,8 +124,7 @@ def test_open_reads_no_vector_and_readers_keep_their_version(churned, monkeypatc
     segs, held = churned
     segs.sync(9, "c")
     reads = []
-    for name in ("span", "rows"):
-        monkeypatch.setattr(segment._VectorFile, name, _counting(getattr(segment._VectorFile, name), reads))
+    monkeypatch.setattr(segment, "_read_into", _counting(segment._read_into, reads))  # every read of a vector
     reader = Segments.open(segs.folder)
     assert reads == [] and len(reader) == len(held)
     xq = _mixture(5, seed=7)

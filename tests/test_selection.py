@@ -107,13 +107,14 @@ def bursts():
 
 def test_filtered_search_reranks_as_deep_as_unfiltered(bursts):
     """Half the vectors match: a fixed RERANK_FACTOR x k candidates found 0.51 of the true top 10
-    here; the adaptive depth of an unfiltered search goes deeper where near-ties need it (0.81)."""
+    here; the adaptive depth of an unfiltered search goes deeper where near-ties need it (1.00). It
+    found 0.81 when it judged the codes' error by how far they underrated the candidates seen only."""
     xb, xq, ids, ivf = bursts
     subset = np.sort(np.random.default_rng(4).choice(ids, len(ids) // 2, replace=False))
     _, gt_I = truth(xb, xq, ids, subset)
     D, I, plan = search_among(ivf, xq, K, subset, lookup(xb, ids))
     assert plan == SELECTOR and np.isin(I, subset).all()
-    assert recall(I, gt_I) >= 0.7
+    assert recall(I, gt_I) >= 0.98
     exact = np.take_along_axis(xq @ xb.T, np.searchsorted(ids, I), axis=1)
     np.testing.assert_allclose(D, exact, rtol=1e-5, atol=1e-6)  # exact scores, not code scores
     D1, I1, _ = search_among(ivf, xq, K, subset, lookup(xb, ids), depth=RERANK_FACTOR * K * 40)

@@ -21,6 +21,9 @@ from clipsearch.errors import IndexDirError, InputError
 PQ_TRAIN_PER_CENTROID = 64
 #: Query batches at least this big are searched on the GPU when there is one.
 GPU_MIN_BATCH = 256
+#: From this nlist on, rows added go to the list the HNSW graph finds; below, to their nearest
+#: centroid exactly, by BLAS over every centroid (as the 10M bench's build did, at 8192 lists).
+GRAPH_ASSIGN_NLIST = 16384
 
 
 def _matrix(x: np.ndarray, dim: int, name: str) -> np.ndarray:
@@ -57,7 +60,9 @@ def train_index(index, spec: AnnSpec, xb: np.ndarray) -> int:
     index.pq.cp.max_points_per_centroid = PQ_TRAIN_PER_CENTROID
     index.do_polysemous_training = False  # the factory's default; minutes of annealing we never use
     gpu = _gpu_flat(faiss, spec.dim) if faiss.get_num_gpus() > 0 else None
-    ivf.clustering_index = gpu
+    # k-means by inner product over every centroid, then an HNSW quantizer gets the centroids once:
+    # without this, faiss clusters an HNSW quantizer's centroids by L2.
+    ivf.clustering_index = gpu or (faiss.IndexFlatIP(spec.dim) if _graph(ivf) else None)
     try:
         index.train(xt)
     finally:
@@ -87,7 +92,7 @@ def coarse_assign(index, xb: np.ndarray) -> np.ndarray:
     ivf = faiss.extract_index_ivf(index)
     xb = np.ascontiguousarray(xb, np.float32)
     gpu = faiss.get_num_gpus() > 0
-    if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW) and not gpu:
+    if _graph(ivf) and ivf.nlist >= GRAPH_ASSIGN_NLIST and not gpu:
         return ivf.quantizer.search(xb, 1)[1].ravel().astype(np.int64)
     C = ivf.quantizer.reconstruct_n(0, ivf.nlist)
     if gpu:
@@ -96,6 +101,25 @@ def coarse_assign(index, xb: np.ndarray) -> np.ndarray:
         return q.search(xb, 1)[1].ravel().astype(np.int64)
     bs = max(1024, 2**25 // ivf.nlist)
     return np.concatenate([np.zeros(0, np.int64)] + [(xb[s:s + bs] @ C.T).argmax(1) for s in range(0, len(xb), bs)])
+
+
+def ivf_params(index, nprobe: int, sel=None):
+    """faiss search parameters of an IVF `index`: `nprobe` lists, ids `sel` lets through (or all)."""
+    import faiss
+
+    extra = {} if sel is None else {"sel": sel}
+    ivf = faiss.extract_index_ivf(index)
+    if _graph(ivf):  # its beam must be at least nprobe wide
+        hnsw = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
+        return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw, **extra)
+    return faiss.SearchParametersIVF(nprobe=nprobe, **extra)
+
+
+def _graph(ivf) -> bool:
+    """Whether this IVF index's coarse quantizer is an HNSW graph."""
+    import faiss
+
+    return isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW)
 
 
 def _bitmap_selector(ids: np.ndarray):
@@ -204,12 +228,7 @@ class AnnIndex:
 
         if self.spec.kind == "flat":
             return None if sel is None else faiss.SearchParameters(sel=sel)
-        quantizer = faiss.downcast_index(faiss.extract_index_ivf(self._index).quantizer)
-        extra = {} if sel is None else {"sel": sel}
-        if isinstance(quantizer, faiss.IndexHNSW):  # its beam must be at least nprobe wide
-            hnsw = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
-            return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw, **extra)
-        return faiss.SearchParametersIVF(nprobe=nprobe, **extra)
+        return ivf_params(self._index, nprobe, sel)
 
     def _search_gpu(self, xq: np.ndarray, k: int, nprobe: int):
         """(D, I) from a cached GPU copy, or (None, None) to search on the CPU."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsearch.ann.index import add_to_index, coarse_assign, train_index
+from clipsearch.ann.index import add_to_index, coarse_assign, ivf_params, train_index
 from clipsearch.durable import atomic_file
 
 
@@ -173,15 +173,7 @@ class Stack:
     def search(self, xq: np.ndarray, k: int, nprobe: int, sel=None) -> tuple[np.ndarray, np.ndarray]:
         """Code scores D and labels I (nq, k) of the k best in `nprobe` lists, -inf/-1 padded;
         `sel`: a faiss IDSelector of the labels that may be returned."""
-        import faiss
-
-        extra = {} if sel is None else {"sel": sel}
-        if isinstance(faiss.downcast_index(faiss.extract_index_ivf(self.index).quantizer), faiss.IndexHNSW):
-            hnsw = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))  # its beam at least nprobe wide
-            params = faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw, **extra)
-        else:
-            params = faiss.SearchParametersIVF(nprobe=nprobe, **extra)
-        D, I = self.index.search(xq, k, params=params)
+        D, I = self.index.search(xq, k, params=ivf_params(self.index, nprobe, sel))
         D[I < 0] = -np.inf
         return D, I
 

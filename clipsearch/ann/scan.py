@@ -28,7 +28,7 @@ def ivf(segs, xq: np.ndarray, k: int, nprobe: int | None, depth: int,
 
     if depth <= k:
         return candidates(xq, k)
-    return refine_search(candidates, segs.vectors_at_labels, xq, k, depth, n)
+    return refine_search(candidates, segs.candidate_vectors, xq, k, depth, n)
 
 
 def flat(segs, xq: np.ndarray, k: int, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

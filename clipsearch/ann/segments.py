@@ -25,9 +25,10 @@ from clipsearch.ann import compaction, scan
 from clipsearch.ann.lists import Stack, bitmap_selector
 from clipsearch.ann.pending import Pending, top_k
 from clipsearch.ann.refine import RERANK_FACTOR
-from clipsearch.ann.segment import CHUNK, VECTOR_DTYPE, Segment
+from clipsearch.ann.segment import CHUNK, VECTOR_DTYPE, Scratch, Segment, read_rows
 from clipsearch.ann.spec import AnnSpec
 from clipsearch.errors import IndexDirError, InputError
+from clipsearch.store import snapshot
 
 #: Rows waiting for a sync are written as a segment once this many wait (128 MB at 512-d): a long
 #: run's memory stays flat, and a crash loses no more than the table lets a writer catch up on.
@@ -50,6 +51,7 @@ class Segments:
             self.lists()  # maps the lists files now: a damaged one shows at open
         self._flat: tuple[np.ndarray, np.ndarray] | None = None  # labels, vectors of a Flat index
         self._not_dead = None  # faiss selector of live labels, built when first needed
+        self._scratch = Scratch()  # what queries read their candidates into
 
     @classmethod
     def open(cls, folder: Path, spills: bool = True) -> Segments | None:
@@ -197,12 +199,15 @@ class Segments:
         """What a hit shows of each id (its record), None for ids not held."""
         ids = np.asarray(ids, np.int64)
         out = self.pending.records_of(ids)
+        where, rows = [], []
         for s in self.segments:
             pos = s.find(ids)
             j = np.flatnonzero(pos >= 0)
             j = [x for x in j[~isin_sorted(s.label + pos[j], self.dead)] if out[x] is None]
-            for x, r in zip(j, s.records.at(pos[j])):
-                out[x] = r
+            where += j
+            rows += s.records.slices(pos[j])
+        for x, r in zip(where, snapshot.as_dicts(rows)):
+            out[x] = r
         return out
 
     def live_ids(self) -> np.ndarray:
@@ -263,10 +268,29 @@ class Segments:
         return self._not_dead
 
     def vectors_at_labels(self, labels: np.ndarray) -> np.ndarray:
+        """(len(labels), D) float32 stored vectors of these labels, read in one pass over the
+        segments; zeros for labels no segment holds."""
+        labels = np.asarray(labels, np.int64)
         out = np.zeros((len(labels), self.dim), np.float32)
-        for s, mask in self._by_segment(labels):
-            out[mask] = s.vectors_at(labels[mask] - s.label)
+        seg, row, ok = self._rows_of(labels)
+        if ok.any():
+            out[ok] = read_rows([s.vectors for s in self.segments], seg[ok], row[ok])
         return out
+
+    def candidate_vectors(self, labels: np.ndarray) -> np.ndarray:
+        """`vectors_at_labels` of labels the lists returned (every one held), for the re-rank: in
+        memory this thread reuses, valid until its next call."""
+        seg, row, _ = self._rows_of(np.asarray(labels, np.int64))
+        return read_rows([s.vectors for s in self.segments], seg, row, self._scratch)
+
+    def _rows_of(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(segment, row in it, whether one holds it) of each label."""
+        if not self.segments:
+            return labels * 0, labels * 0, np.zeros(len(labels), bool)
+        starts = np.array([s.label for s in self.segments], np.int64)
+        seg = (np.searchsorted(starts, labels, "right") - 1).clip(0)
+        row = labels - starts[seg]
+        return seg, row, (row >= 0) & (row < np.array([len(s) for s in self.segments])[seg])
 
     def _by_segment(self, labels: np.ndarray):
         """(segment, mask of `labels` in it) for each segment holding some."""

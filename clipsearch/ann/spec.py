@@ -33,9 +33,11 @@ NPROBE_VISIT = 12_000
 NPROBE_CODES_MAX = 100_000
 #: Training sample per coarse centroid (autofaiss and faiss use 30-256; k-means cost grows with it).
 TRAIN_PER_CENTROID = 40
-#: From this nlist on, the coarse quantizer is an HNSW graph: a flat scan of the centroids would
-#: cost more than the lists it selects.
-HNSW_NLIST = 16384
+#: From this nlist on, a query finds its probes in an HNSW graph over the centroids, not by a scan
+#: of them all: at 10M (8192 lists x 512-d, 16 MB) the scan took 1.7 ms of a 5.1 ms search at
+#: nprobe 16, the graph 0.3 ms, for the same candidates (99.97 %). Training and adding stay exact
+#: (index.py).
+HNSW_NLIST = 8192
 
 
 @dataclass(frozen=True)

@@ -88,21 +88,32 @@ class Records:
 
     def at(self, positions) -> list[dict]:
         """The records (column -> value) at these row positions, in their order."""
-        import pyarrow as pa
+        return as_dicts(self.slices(positions))
 
+    def slices(self, positions) -> list:
+        """The records at these row positions as one-row pyarrow RecordBatches, in their order."""
         positions = np.asarray(positions, np.int64)
         if not len(positions):
             return []
         if self._reader is None:  # an older file: slices of the mapped table
-            rows = [self.table.slice(int(p), 1) for p in positions]
-        else:
-            with self._lock:
-                batches = {int(b): self._reader.get_batch(int(b)) for b in np.unique(positions // BATCH_ROWS)}
-            rows = [pa.Table.from_batches([batches[int(p) // BATCH_ROWS].slice(int(p) % BATCH_ROWS, 1)])
-                    for p in positions]
-        # Slices, not Table.take: pyarrow.compute would import pandas (~0.5 s); joined, so that the
-        # Python objects are made in one call (a tenth of the time of one call per row).
-        return pa.concat_tables(rows).to_pylist()
+            return [self.table.slice(int(p), 1).combine_chunks().to_batches()[0] for p in positions]
+        with self._lock:
+            batches = {int(b): self._reader.get_batch(int(b)) for b in np.unique(positions // BATCH_ROWS)}
+        return [batches[int(p) // BATCH_ROWS].slice(int(p) % BATCH_ROWS, 1) for p in positions]
+
+
+def as_dicts(rows: list) -> list[dict]:
+    """Records (column -> value) of one-row RecordBatches, in their order. Joined, so that their
+    Python objects are made in one call: 10 hits in 5 segments take 0.3 ms, against 1.4 ms a segment
+    at a time (and `take` would import pandas through pyarrow.compute: ~0.5 s)."""
+    import pyarrow as pa
+
+    if not rows:
+        return []
+    try:
+        return pa.concat_batches(rows).to_pylist()
+    except pa.ArrowInvalid:  # a segment written before a schema change: one at a time
+        return [r.to_pylist()[0] for r in rows]
 
 
 def _mapped(path: Path):
