@@ -60,9 +60,7 @@ def train_index(index, spec: AnnSpec, xb: np.ndarray) -> int:
     index.pq.cp.max_points_per_centroid = PQ_TRAIN_PER_CENTROID
     index.do_polysemous_training = False  # the factory's default; minutes of annealing we never use
     gpu = _gpu_flat(faiss, spec.dim) if faiss.get_num_gpus() > 0 else None
-    # k-means by inner product over every centroid, then an HNSW quantizer gets the centroids once:
-    # without this, faiss clusters an HNSW quantizer's centroids by L2.
-    ivf.clustering_index = gpu or (faiss.IndexFlatIP(spec.dim) if _graph(ivf) else None)
+    ivf.clustering_index = gpu
     try:
         index.train(xt)
     finally:
