@@ -332,7 +332,7 @@ def write(out: Path, run: dict | None) -> None:
         runs = [r for r in runs if (r["label"], r["n"]) != (run["label"], run["n"])] + [run]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
-    heads = [f"{r['label'] or r['commit']} at {r['n'] / 1e6:g}M" for r in runs]
+    heads = [f"{r['label'] or r['commit']} at {r['n'] / 1e6:g}M" + _reused(r) for r in runs]
     lines = ["| what | target at 1M (10M) | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(runs)]
     lines += [f"| {what} | {target} | " + " | ".join(_cell(fmt, r["measures"]) for r in runs) + " |"
               for what, target, fmt in TABLE]
@@ -344,6 +344,12 @@ def write(out: Path, run: dict | None) -> None:
         "# Costs at scale (issue 21)\n\n`python bench/scale_bench.py --work DIR --label L [--n N | --10m]`; "
         "commands per run in scale.json.\n\n" + NOTE + f" Load averages after {', '.join(LOADS)}.\n\n" + md)
     print(md)
+
+
+def _reused(run: dict) -> str:
+    """How a --reuse run's column says that only its query side was measured at its commit."""
+    old = run["measures"].get("reused_commit")
+    return f" (search and cold query at {run['commit']}; the rest at {old}, its index)" if old else ""
 
 
 def _cell(fmt: str, m: dict) -> str:
