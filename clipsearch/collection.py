@@ -194,9 +194,8 @@ class Collection:
                rerank: int | None = None, where: Filter | None = None) -> list[list]:
         """(nq, D) float32 unit vectors -> per query the k best hits (Hit or TextHit), best first.
 
-        An approximate index re-scores at least `rerank`·k candidates exactly with their stored
-        vectors, more where near-ties need it (refine.py), so the top k are exact among the
-        candidates. With `where`, the k best among the records it lets through (selection.py).
+        An approximate index re-scores at least `rerank`·k candidates, and 1,024, exactly with their
+        stored vectors (refine.py), so the top k are exact among the candidates. With `where`, the k best among the records it lets through (selection.py).
         """
         if k < 1:
             raise InputError(f"--top must be at least 1 (got {k})")

@@ -1,6 +1,6 @@
 """Filtered search against brute force: the true top k among the matching vectors, at 0.1 %, 1 %,
 10 % and 50 % selectivity, by both plans (exact scoring of the matches; IVF-PQ with an id selector
-and the adaptive exact re-rank)."""
+and the exact re-rank)."""
 
 from __future__ import annotations
 
@@ -106,9 +106,9 @@ def bursts():
 
 
 def test_filtered_search_reranks_as_deep_as_unfiltered(bursts):
-    """Half the vectors match: a fixed RERANK_FACTOR x k candidates found 0.51 of the true top 10
-    here; the adaptive depth of an unfiltered search goes deeper where near-ties need it (1.00). It
-    found 0.81 when it judged the codes' error by how far they underrated the candidates seen only."""
+    """Half the vectors match: RERANK_FACTOR x k candidates found 0.51 of the true top 10 here, an
+    adaptive depth that stopped where the codes had underrated the candidates seen 0.81; the depth
+    of an unfiltered search (MAX_DEPTH) finds them all."""
     xb, xq, ids, ivf = bursts
     subset = np.sort(np.random.default_rng(4).choice(ids, len(ids) // 2, replace=False))
     _, gt_I = truth(xb, xq, ids, subset)

@@ -6,7 +6,7 @@
   the trained quantizer and the segments' IVF lists; `scan`: the search over them; `pending`: the
   rows not written yet; `compaction`: writes, merges and training, each ending in a catalog commit;
   `catchup`: the segments caught up with their table;
-- `refine`: the exact re-rank (`rerank`, the only one) with its adaptive depth;
+- `refine`: the exact re-rank (`rerank`, the only one) and its depth;
 - `selection`: filtered search, its plan chosen by how many vectors match;
 - `shards`: an IVF-PQ index built in shards (Ray tasks in the indexer), a segment each;
 - `selfjoin`: every vector's near neighbours (duplicates);

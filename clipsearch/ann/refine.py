@@ -1,17 +1,18 @@
-"""The exact stage of an approximate search: full vectors in memory by id, the exact re-rank (the only
-one: unfiltered, filtered and brute-force-over-a-subset search all go through `rerank`), and a
-re-rank depth that adapts.
+"""The exact stage of an approximate search: full vectors in memory by id, and the exact re-rank
+(the only one: unfiltered, filtered and brute-force-over-a-subset search all go through `rerank`).
 
 IVF-PQ ranks candidates by 64-byte codes. Bursts of near-identical shots differ by less than the
-codes' error, so a fixed number of re-ranked candidates misses true neighbours (recall@10 0.68 at
-1M with 10x in the bursty benchmark). So:
+codes' error, so a few re-ranked candidates miss true neighbours (recall@10 0.68 at 1M with 10 x k
+in the bursty benchmark). So:
 - `Refine` keeps every vector's float32 values by id (a FAISS IDMap2,Flat: 4·D + ~16 bytes a
   vector, saved in the ANN file), so a candidate costs a memory read, not a table lookup;
-- `search` takes MAX_DEPTH candidates in one scan of the lists, re-ranks the best `depth` of them
-  exactly, and goes deeper into them (x GROWTH) for the queries where a vector outside those could
-  still beat the k-th: where the last one's code score plus twice the largest code error seen
-  among them reaches the k-th exact score. Easy queries stop at the first depth; near-ties pay for
-  what they need.
+- `search` re-ranks MAX_DEPTH candidates (or more, when asked) exactly, in one step. A depth that
+  adapted (10 x k first, all of them only where a candidate not scored yet could still beat the
+  k-th) saved nothing: judged soundly (the codes' largest error seen, either way, twice), 99 % of the
+  queries went on to all of them on clustered vectors and 100 % on bursty ones (200k x 128-d,
+  10M x 512-d), so the first step cost 6-10 % of every query (bench/scale_bench.py's indexes). Judged
+  by how far codes underrated the candidates seen (the ones they ranked first, so mostly overrated),
+  18 % of the 10M bench's queries stopped early and recall@10 was 0.83.
 The scores returned are exact inner products, so the top k are exact among the candidates.
 """
 
@@ -23,21 +24,13 @@ import numpy as np
 
 from clipsearch.errors import InputError
 
-#: Candidates re-ranked at first: RERANK_FACTOR * k. PQ alone gives recall@10 0.5-0.7; re-ranking
-#: 10x brings it to 0.96-0.98 (4x: 0.88-0.96, 20x: +0.01 at most) for <0.5 ms (bench/results/ann.md).
+#: The default `--rerank`: at least RERANK_FACTOR x k candidates are re-ranked, and MAX_DEPTH
+#: whatever k. PQ alone gives recall@10 0.5-0.7; 10 x k brings it to 0.96-0.98 on clustered vectors
+#: (bench/results/ann.md), but bursts need MAX_DEPTH.
 RERANK_FACTOR = 10
-#: Depth grows by this factor while near-ties remain open, up to MAX_DEPTH candidates a query
-#: (100 x k: recall@10 1.00 on 1M bursty vectors, where 10 x k gave 0.68 and 40 x k 0.94). From
-#: 10 x k straight to MAX_DEPTH: a query that needs more than its first depth usually needs them all,
-#: and each step costs a read of its candidates' vectors from disk (segment.py).
-GROWTH = 16
+#: Candidates re-ranked at least (100 x k: recall@10 1.00 on 1M bursty vectors, where 10 x k gave
+#: 0.68 and 40 x k 0.94; at 10M 0.995, the 1,024 holding 0.996 of the true top 10).
 MAX_DEPTH = 1024
-#: A query goes deeper when a candidate not scored yet could be underrated by its code by this many
-#: times the largest code error seen, either way. The candidates seen are those the codes ranked
-#: first, so mostly ones they overrated, and the ones not seen are many more: judged by how far codes
-#: underrated those seen (the rule before), 18 % of the 10M bench's queries stopped at 10 x k and
-#: recall@10 was 0.83; by the error either way, 17.5 %; from 1.1 times it, none (0.995).
-ERROR_MARGIN = 2.0
 _GATHER = 1 << 17  # candidate vectors gathered at once: bounds the (chunk, D) temporary
 
 
@@ -136,38 +129,16 @@ def best(S: np.ndarray, C: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def search(candidates: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
            lookup: Callable[[np.ndarray], np.ndarray], xq: np.ndarray, k: int, depth: int,
            n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of xq (nq, D) among adaptively many candidates -> D, I (nq, k), -inf/-1 padded.
+    """Exact top-k of xq (nq, D) among its best candidates -> D, I (nq, k), -inf/-1 padded.
 
-    candidates(xq, depth) -> (code scores, ids) (nq, depth), best first, -1 padded;
-    lookup(ids) -> their exact vectors; n: how many vectors may be returned. At least `depth`
-    candidates are re-ranked, MAX_DEPTH (or `depth`, or k, when larger) at most. Going deeper scores
-    only the candidates not scored yet (each looked up once: a lookup may be a read from disk).
+    candidates(xq, d) -> (code scores, ids) (nq, d), best first, -1 padded; lookup(ids) -> their
+    exact vectors; n: how many vectors may be returned. max(MAX_DEPTH, depth, k) candidates, at most
+    n, are re-ranked, a chunk of queries at a time (bounds the gathered vectors).
     """
-    nq, cap = len(xq), min(n, max(MAX_DEPTH, depth, k))
+    nq, d = len(xq), min(n, max(MAX_DEPTH, depth, k))
     D, I = np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
-    first = min(max(depth, k), cap)
-    step = max(1, _GATHER // max(cap, 1))
+    step = max(1, _GATHER // max(d, 1))
     for s in range(0, nq, step):
-        q = np.arange(s, min(s + step, nq))
-        Dc, C = candidates(xq[q], cap)  # one scan of the lists; the depth grows over its prefixes
-        S = np.full(C.shape, -np.inf, np.float32)
-        done, d, todo = 0, first, np.arange(len(q))
-        while len(todo):
-            S[todo, done:d] = scores(xq[q[todo]], C[todo, done:d], lookup)
-            D[q[todo]], I[q[todo]] = best(S[todo, :d], C[todo, :d], k)
-            todo = todo[_open(Dc[todo, :d], C[todo, :d], S[todo, :d], D[q[todo], -1])]
-            if d >= cap:
-                break
-            done, d = d, min(cap, d * GROWTH)
+        q = slice(s, s + step)
+        D[q], I[q], _ = rerank(xq[q], candidates(xq[q], d)[1], lookup, k)
     return D, I
-
-
-def _open(Dc: np.ndarray, C: np.ndarray, S: np.ndarray, kth: np.ndarray) -> np.ndarray:
-    """Which queries could still gain from more candidates than C: where the last one's code score
-    plus ERROR_MARGIN times the largest code error seen among them, either way, reaches the k-th
-    exact score `kth`."""
-    valid = C >= 0
-    with np.errstate(invalid="ignore"):  # padding: -inf - -inf, masked out
-        error = np.where(valid, np.abs(S - Dc), -np.inf).max(axis=1)
-    full = valid.all(axis=1)  # a short list has no vectors left outside it
-    return full & (Dc[:, -1] + ERROR_MARGIN * error >= kth)

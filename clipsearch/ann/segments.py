@@ -228,9 +228,9 @@ class Segments:
 
     def search_exact(self, xq: np.ndarray, k: int, nprobe: int | None = None, depth: int | None = None,
                      lookup=None, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by exact inner product: Flat exactly; IVF-PQ re-ranks at least `depth` candidates
-        (default RERANK_FACTOR·k) with their stored vectors, deeper where near-ties need it
-        (refine.search); depth <= k: code scores. `lookup` is not needed (kept for AnnIndex's
+        """Top-k by exact inner product: Flat exactly; IVF-PQ re-ranks max(`depth`, MAX_DEPTH)
+        candidates (`depth` default RERANK_FACTOR·k) with their stored vectors (refine.search);
+        depth <= k: code scores. `lookup` is not needed (kept for AnnIndex's
         signature). `subset` as in `search`."""
         xq = _matrix(xq, self.dim, "xq")
         if k < 1:

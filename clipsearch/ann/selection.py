@@ -4,8 +4,8 @@ by the cheaper of two plans chosen from how many match.
 - few match (<= EXACT_MAX) in an IVF-PQ index: every matching vector is scored exactly (the exact
   re-rank, `refine.rerank`, over all of them);
 - else the index itself, with an id selector (a bitmap over the ids): a Flat index is exact; IVF-PQ
-  probes more lists the rarer the matches (`probes_for`), then re-ranks exactly with the same
-  adaptive depth as an unfiltered search (`AnnIndex.search_exact`).
+  probes more lists the rarer the matches (`probes_for`), then re-ranks exactly as deep as an
+  unfiltered search (`AnnIndex.search_exact`).
 Numbers behind the constants: bench/results/filters.md (bench/filter_bench.py).
 """
 

@@ -103,7 +103,8 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
               help="IVF lists to visit (approximate index only) [default: the index's, see `info`].")
 @click.option("--rerank", type=click.IntRange(min=1), default=None,
-              help=f"Re-score rerank x k candidates exactly (approximate index only) [default: {RERANK_FACTOR}].")
+              help=f"Re-score rerank x k candidates exactly, 1,024 at least; 1: code scores only (approximate "
+              f"index only) [default: {RERANK_FACTOR}].")
 @index_option
 @model_option
 @pretrained_option
