@@ -193,6 +193,8 @@ def test_choose_spec_ivfpq_sizes(n):
     assert spec.m >= 32 and 512 % spec.m == 0
     assert min(n, 30 * spec.nlist) <= spec.train_size <= min(n, 256 * spec.nlist)
     assert 1 <= spec.nprobe <= spec.nlist
+    visited = spec.nprobe * n / spec.nlist  # vectors a query's probes visit, about
+    assert annspec.NPROBE_VISIT <= visited <= annspec.NPROBE_CODES_MAX  # enough for recall, in the time budget
     assert spec.describe() == f"{spec.factory()} (nprobe {spec.nprobe})"
     assert AnnSpec.from_dict(spec.to_dict()) == spec
 

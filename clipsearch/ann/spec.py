@@ -25,12 +25,13 @@ NPROBE_MIN = 64
 #: 128 give 0.989 at 1.6 ms; 1M (2048): 64 give 0.985, 128 only 0.987 for 1.6x the time
 #: (bench/results/search.md).
 NPROBE_VISIT = 12_000
-#: ... but probes visiting at most about this many codes: a query's scan costs 2.4 ms of CPU per
-#: 31k codes (1M bursty, 2 shared cores), so nlist / NPROBE_DIV = 256 probes at 10M (8192 lists)
-#: would scan 312k codes for ~25 ms; the cap leaves 64 there (78k codes), 128 at 5M, and changes
-#: nothing below ~3M. On bursty vectors recall@10 stays 0.9975 at 1M from 64 probes down to 8
-#: (docs/scale.md); how far it holds on other vectors at 10M is for bench/scale_bench.py to show.
-NPROBE_CODES_MAX = 100_000
+#: ... but probes visiting at most about this many codes, NPROBE_MIN or not: a query's scan costs
+#: ~2.5 ms per 31k codes (2 shared cores), so nlist / NPROBE_DIV = 256 probes at 10M (8192 lists)
+#: would scan 312k codes for ~25 ms, and 64 probes (78k codes) took 14-18 ms of a warm query there.
+#: The cap leaves 32 at 10M (39k codes: 7-9 ms, recall@10 0.995 on bursty vectors, as with 64;
+#: on clustered ones IVF8192 at 1M gave 0.975 with 32 probes, 0.990 with 64: docs/scale.md) and
+#: 64 from ~1.6M to ~6.5M (128 before it), where 64 probes visit 31k-78k vectors.
+NPROBE_CODES_MAX = 50_000
 #: Training sample per coarse centroid (autofaiss and faiss use 30-256; k-means cost grows with it).
 TRAIN_PER_CENTROID = 40
 #: From this nlist on, a query finds its probes in an HNSW graph over the centroids, not by a scan
@@ -118,7 +119,7 @@ def choose_spec(n: int, dim: int, memory_budget: int | None = None) -> AnnSpec:
         train = min(n, max(TRAIN_PER_CENTROID * nlist, MIN_TRAIN))
         visit = 2 ** math.ceil(math.log2(max(1.0, NPROBE_VISIT * nlist / n)))
         cap = _pow2_floor(NPROBE_CODES_MAX * nlist / n)
-        nprobe = min(nlist, max(NPROBE_MIN, min(nlist // NPROBE_DIV, cap), visit))
+        nprobe = min(nlist, max(min(max(NPROBE_MIN, nlist // NPROBE_DIV), cap), visit))
         ms = [m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0]
         # The exact vectors first (a fast, exact re-rank), then ever smaller codes without them.
         for refine, m in [(True, ms[0])] + [(False, m) for m in ms]:
