@@ -148,8 +148,8 @@ class Segment:
     def find(self, ids: np.ndarray) -> np.ndarray:
         """Rows of `ids` (int64, any order), -1 where the segment doesn't hold one."""
         ids = np.asarray(ids, np.int64)
-        if not len(self) or not len(ids):
-            return np.full(len(ids), -1, np.int64)
+        if not len(self) or not len(ids) or ids.max() < self._index[0, 0] or ids.min() > self._index[0, -1]:
+            return np.full(len(ids), -1, np.int64)  # none in its range: segments hold runs of ids
         pos = np.searchsorted(self._index[0], ids).clip(0, len(self) - 1)
         return np.where(self._index[0][pos] == ids, self._index[1][pos], -1)
 

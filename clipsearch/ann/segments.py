@@ -203,6 +203,8 @@ class Segments:
         for s in self.segments:
             pos = s.find(ids)
             j = np.flatnonzero(pos >= 0)
+            if not len(j):
+                continue
             j = [x for x in j[~isin_sorted(s.label + pos[j], self.dead)] if out[x] is None]
             where += j
             rows += s.records.slices(pos[j])
