@@ -282,7 +282,8 @@ def remeasure(a, env: dict) -> dict:
     if before is None or not (a.work / "big").exists():
         sys.exit(f"--reuse needs an index in {a.work / 'big'} and a run labelled {a.reuse!r} at {a.n:,} in {a.out}")
     log("serve (again)")
-    m = before["measures"] | {"reused_commit": before["commit"]} | run_step(a, "serve", env | ONE_THREAD)
+    built = before["measures"].get("reused_commit", before["commit"])  # a reuse of a reuse: the build's
+    m = before["measures"] | {"reused_commit": built} | run_step(a, "serve", env | ONE_THREAD)
     m["recall@10"] = recall_at(np.load(a.work / "found.npy"), np.load(a.work / "gt.npy"))
     log(f"served: {m['serve_peak_mib']:.0f} MiB, p50 {m['first_pass_p50_ms']:.1f} ms, warm {m['p50_ms']:.1f} ms; cold queries")
     return m | cold_queries(a, env)
