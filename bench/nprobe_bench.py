@@ -52,7 +52,7 @@ def main() -> None:
     out.write_text(json.dumps({"n": N, "nq": NQ, "rows": rows}, indent=1) + "\n")
     md = ["| lists | probes | vectors visited | recall@10 |", "|---|---|---|---|"]
     md += [f"| {r['nlist']} | {r['nprobe']} | {r['visited']:,} | {r['recall@10']:.4f} |" for r in rows]
-    out.with_suffix(".md").write_text(f"# Recall against probes, 1M clustered vectors\n\n`python bench/nprobe_bench.py`"
+    out.with_suffix(".md").write_text("# Recall against probes, 1M clustered vectors\n\n`python bench/nprobe_bench.py`"
                                       "\n\n" + "\n".join(md) + "\n")
 
 
