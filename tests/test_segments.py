@@ -135,6 +135,23 @@ def test_open_reads_no_vector_and_readers_keep_their_version(churned, monkeypatc
     np.testing.assert_array_equal(reader.search_exact(xq, 5, nprobe=reader.spec.nlist, depth=len(held))[1], want[1])
 
 
+def test_candidates_are_read_from_every_segment_into_memory_a_thread_reuses(churned):
+    segs, held = churned
+    segs.sync(9, "c")
+    reader = Segments.open(segs.folder)
+    labels = np.concatenate([s.label + np.arange(len(s)) for s in reader.segments])
+    labels = labels[~np.isin(labels, reader.dead)]
+    ids = reader.ids_of(labels)
+    rng = np.random.default_rng(0)
+    picks = [rng.choice(len(labels), 300, replace=False) for _ in range(2)]  # across segments, any order
+    first = reader.candidate_vectors(labels[picks[0]])
+    np.testing.assert_array_equal(first, np.stack([held[i] for i in ids[picks[0]]]))
+    np.testing.assert_array_equal(first, reader.vectors_at_labels(labels[picks[0]]))
+    second = reader.candidate_vectors(labels[picks[1]])
+    np.testing.assert_array_equal(second, np.stack([held[i] for i in ids[picks[1]]]))
+    assert np.shares_memory(first, second)  # no fresh memory (page faults) for the next query
+
+
 def test_a_reader_catching_up_never_writes(churned, monkeypatch):
     segs, _ = churned
     segs.sync(9, "c")

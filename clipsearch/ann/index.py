@@ -192,8 +192,9 @@ class AnnIndex:
                      lookup: Callable[[np.ndarray], np.ndarray] | None = None,
                      subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by exact inner product: Flat searches exactly; IVF-PQ re-ranks max(`depth`,
-        MAX_DEPTH) candidates (`depth` default RERANK_FACTOR·k) with exact vectors (refine.search). `lookup(ids)` gives exact vectors when this index holds none; `subset`
-        (sorted unique int64 ids): only these may be returned."""
+        MAX_DEPTH) candidates (`depth` default RERANK_FACTOR·k) with exact vectors (refine.search).
+        `lookup(ids)` gives exact vectors when this index holds none; `subset` (sorted unique int64
+        ids): only these may be returned."""
         if self.spec.kind == "flat" or (depth is not None and depth <= k):  # rerank 1: codes only
             return self.search(xq, k, nprobe, subset)
         lookup = self.refine.vectors_of if self.refine is not None else lookup

@@ -196,7 +196,10 @@ class VectorFile:
 class Scratch:
     """Memory that one thread's reads reuse, grown as needed and kept: a query's candidates are a few
     MB read into fresh memory, and fresh memory costs a page fault every 4 KB (a 1,024-candidate
-    re-rank at 10M took 10 ms instead of 2.5 on this 2-core VM, nearly all of it in faults)."""
+    re-rank at 10M took 10 ms instead of 2.5 on this 2-core VM, nearly all of it in faults). Reads
+    bigger than KEEP (batches of queries) get fresh memory, so a server doesn't keep a batch's."""
+
+    KEEP = 32 << 20
 
     def __init__(self):
         self._local = threading.local()
@@ -205,9 +208,11 @@ class Scratch:
         """An uninitialised array of this shape, valid until this thread asks for `name` again."""
         dtype = np.dtype(dtype)
         need = int(np.prod(shape)) * dtype.itemsize
+        if need > self.KEEP:
+            return np.empty(shape, dtype)
         have = getattr(self._local, name, None)
         if have is None or len(have) < need:
-            have = np.empty(max(need, 2 * (0 if have is None else len(have))), np.uint8)
+            have = np.empty(min(max(need, 2 * (0 if have is None else len(have))), self.KEEP), np.uint8)
             setattr(self._local, name, have)
         return have[:need].view(dtype).reshape(shape)
 
@@ -239,7 +244,8 @@ def read_rows(files: list[VectorFile], which: np.ndarray, rows: np.ndarray,
     where[order] = at
     if scratch is None or dtype != np.float32:
         return buf[where].astype(np.float32, copy=False)
-    return np.take(buf, where, axis=0, out=scratch.array("rows", (len(rows), dim), np.float32))
+    out = scratch.array("rows", (len(rows), dim), np.float32)
+    return np.take(buf, where, axis=0, out=out, mode="clip")  # "raise" would copy through a buffer
 
 
 def _read_header(f) -> tuple[tuple, bool, np.dtype]:
