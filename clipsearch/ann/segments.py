@@ -178,8 +178,10 @@ class Segments:
         """Ids of these labels (any shape), -1 for -1."""
         labels = np.asarray(labels, np.int64)
         out = np.full(labels.shape, -1, np.int64)
-        for s, mask in self._by_segment(labels):
-            out[mask] = s.ids[labels[mask] - s.label]
+        seg, row, ok = self._rows_of(labels)
+        for i in np.unique(seg[ok]):
+            mask = ok & (seg == i)
+            out[mask] = self.segments[i].ids[row[mask]]
         return out
 
     def vectors_of(self, ids) -> np.ndarray:
@@ -286,25 +288,13 @@ class Segments:
         return read_rows([s.vectors for s in self.segments], seg, row, self._scratch)
 
     def _rows_of(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(segment, row in it, whether one holds it) of each label."""
+        """(segment, row in it, whether one holds it) of each label (any shape; -1: none)."""
         if not self.segments:
-            return labels * 0, labels * 0, np.zeros(len(labels), bool)
+            return labels * 0, labels * 0, np.zeros(labels.shape, bool)
         starts = np.array([s.label for s in self.segments], np.int64)
         seg = (np.searchsorted(starts, labels, "right") - 1).clip(0)
         row = labels - starts[seg]
         return seg, row, (row >= 0) & (row < np.array([len(s) for s in self.segments])[seg])
-
-    def _by_segment(self, labels: np.ndarray):
-        """(segment, mask of `labels` in it) for each segment holding some."""
-        if not self.segments:
-            return
-        starts = np.array([s.label for s in self.segments], np.int64)
-        seg = np.searchsorted(starts, labels, "right") - 1
-        for i in np.unique(seg[(labels >= 0) & (seg >= 0)]):
-            s = self.segments[i]
-            mask = (seg == i) & (labels >= 0) & (labels < s.label + len(s))
-            if mask.any():
-                yield s, mask
 
     def lists(self) -> Stack:
         """The IVF lists of every segment, searched as one index (IVF-PQ only)."""
