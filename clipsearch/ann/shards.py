@@ -20,7 +20,7 @@ import numpy as np
 from clipsearch.ann import lists
 from clipsearch.ann.catalog import Catalog, Part
 from clipsearch.ann.segment import Writer
-from clipsearch.ann.spec import NPROBE_DIV, NPROBE_MIN, AnnSpec, choose_spec
+from clipsearch.ann.spec import NPROBE_MIN, AnnSpec, choose_spec
 
 #: From here on nlist follows the FAISS guidelines ("Guidelines to choose an index": IVF262144_HNSW32
 #: for 10M-100M, IVF1048576_HNSW32 for 100M-1B); below, `choose_spec`, measured up to 1M
@@ -49,7 +49,7 @@ def scale_spec(n: int, dim: int) -> AnnSpec:
     if n < GUIDELINE_MIN:
         return choose_spec(n, dim)
     nlist = next(nl for limit, nl in SCALE_NLIST if n <= limit)
-    nprobe = nlist // NPROBE_DIV // 8  # not measured at this size: tune with `query --nprobe`
+    nprobe = nlist // 256  # not measured at this size: tune with `query --nprobe`
     return AnnSpec("ivfpq", dim, nlist, max(1, dim // 8), 8, min(n, SCALE_TRAIN_PER_CENTROID * nlist),
                    max(NPROBE_MIN, nprobe))
 

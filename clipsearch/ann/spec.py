@@ -16,18 +16,19 @@ from clipsearch.errors import InputError
 FLAT_MAX = 50_000
 #: Fewest vectors IVF-PQ can train on (faiss wants 39 points per centroid, PQ has 256 centroids).
 MIN_TRAIN = 39 * 256
-#: Default probes: nlist / NPROBE_DIV, at least NPROBE_MIN. 64 gives recall@10 0.956 / 0.970 / 0.976
-#: (with re-rank) at 50k / 100k / 1M; 32 drops 100k to 0.952.
-NPROBE_DIV = 32
-NPROBE_MIN = 64
-#: ... and enough lists to visit about this many vectors: with the exact re-rank from memory
-#: (refine.py) recall is bound by the lists visited. 100k (1024 lists): 64 probes give 0.979,
-#: 128 give 0.989 at 1.6 ms; 1M (2048): 64 give 0.985, 128 only 0.987 for 1.6x the time
-#: (bench/results/search.md).
+#: Default probes: nlist / NPROBE_DIV, at least NPROBE_MIN, and enough to visit NPROBE_VISIT vectors.
+#: With the 1,024-deep exact re-rank (refine.py) recall is bound by the lists visited: on clustered
+#: vectors at 1M (IVF2048) 16 / 32 / 64 probes give recall@10 0.9715 / 0.9855 / 0.9935, on bursty
+#: ones 0.9985 from 16 to 64, and 32 probes cost ~1 ms less a query than 64 (bench/nprobe_bench.py,
+#: docs/scale.md): 32 at 1M keeps the 0.98 target with the scan in a 5 ms query.
+NPROBE_DIV = 64
+NPROBE_MIN = 32
+#: ... enough lists to visit about this many vectors: 100k (1024 lists): 64 probes give 0.979, 128
+#: give 0.989 at 1.6 ms (bench/results/search.md).
 NPROBE_VISIT = 12_000
 #: ... but probes visiting at most about this many codes, NPROBE_MIN or not: a query's scan costs
-#: ~2.5 ms per 31k codes (2 shared cores), so nlist / NPROBE_DIV = 256 probes at 10M (8192 lists)
-#: would scan 312k codes for ~25 ms, and 64 probes (78k codes) took 14-18 ms of a warm query there.
+#: ~2.5 ms per 31k codes (2 shared cores), so nlist / NPROBE_DIV = 128 probes at 10M (8192 lists)
+#: would scan 156k codes for ~12 ms, and 64 probes (78k codes) took 14-18 ms of a warm query there.
 #: The cap leaves 32 at 10M (39k codes: 7-9 ms, recall@10 0.995 on bursty vectors, as with 64;
 #: on clustered ones IVF8192 at 1M gave 0.975 with 32 probes, 0.990 with 64: docs/scale.md) and
 #: 64 from ~1.6M to ~6.5M (128 before it), where 64 probes visit 31k-78k vectors.
