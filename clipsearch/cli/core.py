@@ -14,8 +14,8 @@ from clipsearch.cli.group import main
 from clipsearch.cli.maintenance import print_failures, print_skipped
 from clipsearch.cli.matches import QUERY_GRAMMAR, print_matches
 from clipsearch.cli.ocr import workers_option as ocr_workers_option
-from clipsearch.cli.options import (device_option, filter_from, filter_options, index_option, index_root, json_option,
-                      load_model, model_loader, model_option, pretrained_option)
+from clipsearch.cli.options import (device_option, filter_from, filter_options, image_tower, index_option, index_root,
+                                    json_option, load_model, model_loader, model_option, pretrained_option)
 
 
 @main.command()
@@ -57,14 +57,16 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
     settings = Settings().with_(batch_size=batch_size, workers=workers, device=device,
                                 file_timeout_s=file_timeout, commit_every=commit_every, fast_encoder=fast_encoder)
     make_encoder = model_loader(root, model, pretrained, settings)  # by default the index's own model
-    encoder = make_encoder()
+    on_ray = bool(on_ray or ray_address)
+    # On a CPU, the index's model exported to ONNX (a run before this one did) spares torch's load.
+    encoder = (None if on_ray else image_tower(root, model, pretrained, settings)) or make_encoder()
     idx = create_index(root, encoder.identity)
     roots, progress = [str(p) for p in paths], not quiet and not as_json
-    if on_ray or ray_address:
+    if on_ray:
         summary = indexer.run_on_ray(idx, encoder, make_encoder, roots, settings, ray_address, progress)
     else:
         summary = indexer.run(idx, encoder, roots, settings, progress=progress)
-    _export_text_tower(encoder, summary)
+    _export_towers(encoder, summary, image=not on_ray)
     if not with_ocr:
         if summary.text_pending:
             summary.notes.append(f"{summary.text_pending} pictures have no words read yet: "
@@ -213,16 +215,24 @@ def _open_for_query(index_dir, model, pretrained, settings):
                          lambda: load_model(idx.root, None, None, settings)), idx
 
 
-def _export_text_tower(encoder, summary) -> None:
-    """Export the model's text tower for fast queries, once per model (a no-op when done)."""
+def _export_towers(encoder, summary, image: bool) -> None:
+    """Export the model's text tower for fast queries and, when `image` and the model ran in fp32 on
+    the CPU, its image tower for indexing without torch; once per model (a no-op when done, or when
+    `encoder` is itself an export)."""
     from clipsearch.config import default_cache_dir
     from clipsearch.errors import ClipSearchError
-    from clipsearch.models.texttower import export
+    from clipsearch.models import imagetower, texttower
 
-    try:
-        export(encoder, default_cache_dir())
-    except ClipSearchError as e:
-        summary.notes.append(f"{e}; text queries will load the full model")
+    if isinstance(encoder, imagetower.ImageTower):
+        return
+    towers = [(texttower, "text queries will load the full model")]
+    if image and encoder.device == "cpu" and not encoder.fast:
+        towers.append((imagetower, "indexing will load the full model"))
+    for tower, fallback in towers:
+        try:
+            tower.export(encoder, default_cache_dir())
+        except ClipSearchError as e:
+            summary.notes.append(f"{e}; {fallback}")
 
 
 def _empty_hint(collection, min_score, where=None) -> str:

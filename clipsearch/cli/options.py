@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -46,6 +47,33 @@ def model_loader(root: Path, model: str | None, pretrained: str | None, settings
         arch, weights = resolve_model(model, pretrained)
     return functools.partial(load_encoder, arch, weights, settings.device, settings.batch_size,
                              settings.fast_encoder)
+
+
+def image_tower(root: Path, model: str | None, pretrained: str | None, settings: Settings):
+    """The exported image tower (`imagetower`) of the index at `root`, for an `index` run that would
+    encode with its own fp32 model on a CPU, and only if its text tower is exported too (the run
+    can't export it without the model); else None, and the run loads the model as before."""
+    from clipsearch import open_index
+    from clipsearch.config import default_cache_dir
+    from clipsearch.models import imagetower, texttower
+    from clipsearch.store.manifest import FILENAME
+
+    if model is not None or pretrained is not None or settings.fast_encoder or not _on_cpu(settings.device):
+        return None
+    if not (root / FILENAME).exists():
+        return None
+    identity, cache = open_index(root).identity, default_cache_dir()
+    if not texttower.exported(cache, identity):
+        return None
+    return imagetower.ImageTower.load(cache, identity, settings.batch_size)
+
+
+def _on_cpu(device: str) -> bool:
+    """Whether the model would run on the CPU, decided without importing torch: "auto" means the CPU
+    on a Mac and on a Linux without NVIDIA's driver; on other systems we can't tell, so no."""
+    if device in ("auto", None):
+        return sys.platform == "darwin" or (sys.platform == "linux" and not Path("/dev/nvidiactl").exists())
+    return device == "cpu"
 
 
 def filter_options(fn):

@@ -98,10 +98,7 @@ class Encoder:
         is causal and pools at the end-of-text token, so the ids after it can be cut off and a short
         query costs L/77 of the work. False, writing nothing, for towers without that property.
         """
-        import contextlib
         import copy
-        import io
-        import warnings
 
         import open_clip
         import torch
@@ -116,12 +113,30 @@ class Encoder:
         ids = torch.tensor([[49406, 320, 1929, 49407], [49406, 320, 49407, 0]], dtype=torch.long)
         dims = {"ids": {0: torch.export.Dim("batch", min=1, max=65536),
                         1: torch.export.Dim("length", min=2, max=int(net.attn_mask.shape[0]))}}
-        # The exporter reports its progress on stdout, which belongs to the CLI's output.
-        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(tower, (ids,), input_names=["ids"], output_names=["vectors"],
-                                        dynamic_shapes=dims, dynamo=True, verbose=False, optimize=False)
-        program.save(str(path), external_data=True)  # weights in path.data: ONNX Runtime maps them
+        _save_onnx(tower, ids, "ids", dims, path)
+        return True
+
+    def export_image(self, path: Path) -> bool:
+        """Write `encode_pixels` as an ONNX graph at `path`, its weights beside it (`path`.data).
+
+        The graph takes (B, S, S, 3) uint8 pixels, any B, and gives (B, D) unit vectors: the cast,
+        the scaling by the preprocess mean and std and the normalisation are in it. False, writing
+        nothing, for a sped-up (bf16, int8) tower, whose speed-up ONNX Runtime wouldn't reproduce.
+        """
+        import copy
+
+        import open_clip
+        import torch
+
+        net = self._model
+        if self.fast or not isinstance(net, (open_clip.CLIP, open_clip.CustomTextCLIP)):
+            return False
+        # The tower is exported in place on a CPU; a copy elsewhere, as moving it would move the model's.
+        visual = net.visual if self.device == "cpu" else copy.deepcopy(net.visual).cpu()
+        tower = _pixel_image_tower(visual, self.preprocess).float().eval()
+        size = self.preprocess.size
+        pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, size, size, 3), np.uint8))
+        _save_onnx(tower, pixels, "pixels", {"pixels": {0: torch.export.Dim("batch", min=1, max=65536)}}, path)
         return True
 
     def _to_device(self, x):
@@ -281,3 +296,39 @@ def _causal_text_tower(*args):
             return torch.nn.functional.normalize(x, dim=-1)
 
     return CausalTextTower(*args)
+
+
+def _pixel_image_tower(visual, preprocess: Preprocess):
+    import torch
+
+    class PixelImageTower(torch.nn.Module):
+        """Encoder.encode_pixels in one module: (B, S, S, 3) uint8 -> (B, D) unit vectors."""
+
+        def __init__(self, visual, mean, std):
+            super().__init__()
+            self.visual = visual
+            self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+        def forward(self, pixels):
+            x = (pixels.permute(0, 3, 1, 2).float() / 255.0 - self.pixel_mean) / self.pixel_std
+            return torch.nn.functional.normalize(self.visual(x), dim=-1)
+
+    return PixelImageTower(visual, preprocess.mean, preprocess.std)
+
+
+def _save_onnx(module, example, name: str, dims: dict, path: Path) -> None:
+    """torch.onnx's dynamo export of `module` on one input `name`, saved at `path` with its weights
+    in `path`.data (which ONNX Runtime then maps rather than reads)."""
+    import contextlib
+    import io
+    import warnings
+
+    import torch
+
+    # The exporter reports its progress on stdout, which belongs to the CLI's output.
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, (example,), input_names=[name], output_names=["vectors"],
+                                    dynamic_shapes=dims, dynamo=True, verbose=False, optimize=False)
+    program.save(str(path), external_data=True)

@@ -16,25 +16,20 @@ where importing torch and open_clip takes ~4 s (bench/results/cold_query.md).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from clipsearch.config import BACKGROUND_PROMPTS
 from clipsearch.errors import ModelError
-from clipsearch.models.tokenizer import simple_tokenizer
+from clipsearch.models import towerfiles
 from clipsearch.models.encoder import ModelIdentity
-from clipsearch.models.weights import fingerprint
+from clipsearch.models.tokenizer import simple_tokenizer
+from clipsearch.models.towerfiles import GRAPH, META, MIN_COSINE, building, fill, read_meta, session
 
 FORMAT = 1
-GRAPH, META, KNOWN = "tower.onnx", "tower.json", "known.npy"
-#: Cosine to open_clip's own text embeddings an export must reach on PROBES to be kept.
-MIN_COSINE = 0.999
+KNOWN = "known.npy"
 PROBES = ("a dog playing music", "a photo.", "Sunset over the Crème-brûlée café, 1999!",
           "golden retriever " * 30)
 _BATCH = 256  # texts per ONNX run: bounds the (B, L, width) activations
@@ -42,8 +37,7 @@ _BATCH = 256  # texts per ONNX run: bounds the (B, L, width) activations
 
 def folder(cache: Path, identity: ModelIdentity) -> Path:
     """Where the export of `identity` lives under the cache directory."""
-    key = json.dumps(identity.to_dict() | {"format": FORMAT}, sort_keys=True)
-    return Path(cache) / "text-towers" / hashlib.sha256(key.encode()).hexdigest()[:20]
+    return towerfiles.folder(cache, "text-towers", identity, FORMAT)
 
 
 class TextTower:
@@ -62,19 +56,17 @@ class TextTower:
     @classmethod
     def load(cls, cache: Path, identity: ModelIdentity) -> TextTower | None:
         """The export of exactly `identity`, or None when there is none (or it is unreadable)."""
-        meta = _meta(folder(cache, identity), identity)
-        if meta is None:
+        where = folder(cache, identity)
+        found = towerfiles.load(where, identity, FORMAT)
+        if found is None:
             return None
-        try:
-            session = _session(folder(cache, identity) / GRAPH)
-        except Exception:  # onnxruntime raises its own types for damaged or foreign files
-            return None
+        meta, run = found
         tok = meta["tokenizer"]
         try:
-            known = dict(zip(meta.get("known", []), np.load(folder(cache, identity) / KNOWN)))
+            known = dict(zip(meta.get("known", []), np.load(where / KNOWN)))
         except (OSError, ValueError):
             known = {}
-        return cls(session, simple_tokenizer(tok["context_length"], tok["clean"]), identity,
+        return cls(run, simple_tokenizer(tok["context_length"], tok["clean"]), identity,
                    float(meta["logit_scale"]), known)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -94,6 +86,11 @@ class TextTower:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def exported(cache: Path, identity: ModelIdentity) -> bool:
+    """Whether a usable export of exactly `identity` is in the cache (without loading it)."""
+    return read_meta(folder(cache, identity), identity, FORMAT) is not None
+
+
 def export(encoder, cache: Path) -> Path:
     """Export `encoder`'s text tower for fast queries unless done; returns its folder.
 
@@ -101,73 +98,26 @@ def export(encoder, cache: Path) -> Path:
     tokenizer or text tower, a failed export, or an export that doesn't match open_clip's output.
     """
     where = folder(cache, encoder.identity)
-    if _meta(where, encoder.identity) is not None:
+    if exported(cache, encoder.identity):
         return where
     tok = _tokenizer_config(encoder)
     if tok is None:
         raise ModelError(f"{encoder.identity.describe()} has a tokenizer the fast text path doesn't cover")
-    where.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=where.parent))
-    try:
-        try:
-            exported = encoder.export_text(tmp / GRAPH)
-        except Exception as e:  # the exporter's failures have many types; the index run goes on
-            raise ModelError(f"exporting the text tower of {encoder.identity.describe()} failed: {e}") from e
-        if not exported:
-            raise ModelError(f"{encoder.identity.describe()} has a text tower the fast path doesn't cover")
-        meta = {"format": FORMAT, "model": encoder.identity.to_dict(), "tokenizer": tok,
-                "logit_scale": encoder.logit_scale, "sources": _sources(encoder.identity)}
-        (tmp / META).write_text(json.dumps(meta, indent=1))
-        if not _faithful(tmp, encoder):
-            raise ModelError(f"the exported text tower of {encoder.identity.describe()} doesn't match "
-                             f"open_clip's within cosine {MIN_COSINE}; report this")
+    meta = {"tokenizer": tok, "logit_scale": encoder.logit_scale}
+    with building(where) as tmp:
+        fill(tmp, encoder.identity, "text tower", encoder.export_text, meta, lambda d: _faithful(d, encoder), FORMAT)
         _add_known(tmp, encoder.identity, list(BACKGROUND_PROMPTS))
-        _fsync_all(tmp)
-        shutil.rmtree(where, ignore_errors=True)  # a stale or broken earlier export
-        os.replace(tmp, where)
-        return where
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return where
 
 
 def _add_known(where: Path, identity: ModelIdentity, texts: list[str]) -> None:
     """Encode `texts` with the export itself and keep them, so queries needn't encode them again."""
     meta = json.loads((where / META).read_text())
     tok = meta["tokenizer"]
-    tower = TextTower(_session(where / GRAPH), simple_tokenizer(tok["context_length"], tok["clean"]), identity,
+    tower = TextTower(session(where / GRAPH), simple_tokenizer(tok["context_length"], tok["clean"]), identity,
                       meta["logit_scale"])
     np.save(where / KNOWN, tower.encode_texts(texts))
     (where / META).write_text(json.dumps(meta | {"known": texts}, indent=1))
-
-
-def _meta(where: Path, identity: ModelIdentity) -> dict | None:
-    """The export's description if it is whole and made from exactly `identity`'s current files."""
-    try:
-        meta = json.loads((where / META).read_text())
-        ok = (meta.get("format") == FORMAT and ModelIdentity.from_dict(meta["model"]).same_model(identity)
-              and meta.get("sources") == _sources(identity) and (where / GRAPH).is_file())
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return meta if ok else None
-
-
-def _sources(identity: ModelIdentity) -> dict | None:
-    """What the model's local files hold now: a weights file's fingerprint, a config's hash.
-
-    The export is used only while these match, as the model itself would be loaded from them.
-    """
-    out = {}
-    if identity.fingerprint:
-        try:
-            out["weights"] = fingerprint(Path(identity.pretrained))
-        except OSError:
-            return None
-    if identity.model.endswith(".json"):
-        try:
-            out["config"] = hashlib.sha256(Path(identity.model).read_bytes()).hexdigest()
-        except OSError:
-            return None
-    return out
 
 
 def _tokenizer_config(encoder) -> dict | None:
@@ -189,22 +139,6 @@ def _faithful(where: Path, encoder) -> bool:
     ids = simple_tokenizer(tok["context_length"], tok["clean"])(list(PROBES))
     if not np.array_equal(ids, np.asarray(encoder.tokenizer(list(PROBES)))):
         return False
-    tower = TextTower(_session(where / GRAPH), lambda t: ids, encoder.identity, meta["logit_scale"])
+    tower = TextTower(session(where / GRAPH), lambda t: ids, encoder.identity, meta["logit_scale"])
     cos = np.sum(tower.encode_texts(list(PROBES)) * encoder.encode_texts(list(PROBES)), axis=1)
     return bool(cos.min() >= MIN_COSINE)
-
-
-def _session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # warnings about unused initializers etc. are not the user's business
-    # Pre-packing copies every weight matrix (+250 MB, +1 s for ViT-B-32); the mapped file serves.
-    opts.add_session_config_entry("session.disable_prepacking", "1")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _fsync_all(where: Path) -> None:
-    for p in where.iterdir():
-        with p.open("rb") as f:
-            os.fsync(f.fileno())
