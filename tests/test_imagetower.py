@@ -35,10 +35,12 @@ def encoder(tiny_model):
 
 
 @pytest.fixture(scope="module")
-def run(tiny_model, tmp_path_factory):
+def run(tiny_model, tower_cache, tmp_path_factory):
     """A first `clipsearch index` run (the open_clip model, on the CPU) into a new index, with a cache
-    of its own: it exports both towers there. `second` holds photos for a later run."""
+    of its own: it exports the image tower there. `second` holds photos for a later run."""
     root = tmp_path_factory.mktemp("imagetower")
+    if (tower_cache / "text-towers").is_dir():  # text towers this session exported: not exported again
+        shutil.copytree(tower_cache / "text-towers", root / "cache" / "text-towers")
     first = write_folder(root / "first", n_per_label=1, labels=list(LABELS[:4]), seed=1)
     second = write_folder(root / "second", n_per_label=1, labels=list(LABELS[4:10]), seed=2)
     with pytest.MonkeyPatch.context() as mp:
