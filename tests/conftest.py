@@ -57,6 +57,19 @@ def tiny_model() -> TinyModel:
 
 
 @pytest.fixture(scope="session")
+def tiny_towers(tiny_model, tower_cache) -> Path:
+    """The tiny model's text and image towers exported into the session's cache, once: `index` runs
+    into an existing index of it then encode on ONNX Runtime, not loading torch."""
+    from clipsearch import load_encoder
+    from clipsearch.models import imagetower, texttower
+
+    encoder = load_encoder(str(tiny_model.config), str(tiny_model.weights), "cpu")
+    for tower in (texttower, imagetower):
+        tower.export(encoder, tower_cache)
+    return tower_cache
+
+
+@pytest.fixture(scope="session")
 def tiny_model_b(tiny_model, tmp_path_factory) -> TinyModel:
     """A second tiny model whose embeddings disagree with the first's (48-d, another direction)."""
     return TinyModel(*make_second_model(tiny_model, tmp_path_factory.mktemp("tiny-clip-b")))

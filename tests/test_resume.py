@@ -23,7 +23,7 @@ import pytest
 from support import shapes
 from clipsearch import open_index
 from clipsearch.ann import catalog
-from support.clirun import Cli
+from support.clirun import Cli, model_args
 from clipsearch.media.files import content_hash, stat_key
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
 
@@ -42,7 +42,7 @@ class Runner:
         return subprocess.Popen(
             [sys.executable, "-m", "clipsearch.cli", "index", str(self.photos), "--index", str(self.idx),
              "--workers", "1", "--batch-size", "4", "--commit-every", "4", "--quiet", "--json",
-             "--model", str(self.model.config), "--pretrained", str(self.model.weights)],
+             *model_args(self.model, self.idx)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=env,
             start_new_session=True)  # its own process group, as a terminal's Ctrl-C would reach it
 
@@ -96,7 +96,7 @@ def _wait_stopped(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_kill_and_resume(tiny_model, tmp_path):
+def test_kill_and_resume(tiny_model, tiny_towers, tmp_path):
     photos, idx = tmp_path / "photos", tmp_path / "idx"
     shapes.write_folder(photos, n_per_label=2, seed=7)  # 48 files: 12 groups of 4, enough for every kill
     (photos / "b_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from support import shapes
+from support.clirun import model_args
 from clipsearch import open_index
 from clipsearch.ann import catalog
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
@@ -27,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _cli(model, idx: Path, *args: str, failpoint: str | None = None) -> int:
     env = os.environ | {"PYTHONPATH": str(ROOT), FAILPOINT_ENV: failpoint or ""}
     proc = subprocess.run([sys.executable, "-m", "clipsearch.cli", *args, "--index", str(idx),
-                           *(["--workers", "1", "--quiet", "--model", str(model.config), "--pretrained",
-                              str(model.weights)] if args[0] == "index" else [])],
+                           *(["--workers", "1", "--quiet", *model_args(model, idx)] if args[0] == "index" else [])],
                           capture_output=True, text=True, errors="replace", env=env, timeout=600)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode
@@ -68,7 +68,7 @@ def _check(idx: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_kill_during_segment_writes_and_merges(tiny_model, tmp_path):
+def test_kill_during_segment_writes_and_merges(tiny_model, tiny_towers, tmp_path):
     photos, idx = tmp_path / "photos", tmp_path / "idx"
     shapes.write_folder(photos, n_per_label=1, seed=3)
     assert _cli(tiny_model, idx, "index", str(photos)) == 0
@@ -114,7 +114,7 @@ def test_kill_during_segment_writes_and_merges(tiny_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_between_a_table_change_and_its_sync(tiny_model, tmp_path):
+def test_kill_between_a_table_change_and_its_sync(tiny_model, tiny_towers, tmp_path):
     """Rows changed in place (a metadata update), and an id removed and added again with another
     vector (a re-index): marked dirty before the table commit, so the next open reads them again."""
     photos, idx = tmp_path / "photos", tmp_path / "idx"

@@ -13,7 +13,7 @@ from support.clips import write_video
 from clipsearch import Decoded, Failure, Matcher, Request, Term, add_paths, create_index, decode_file, load_encoder
 from clipsearch.search.algebra import IMAGE
 from clipsearch.ingest.changes import find_changes
-from support.clirun import Cli
+from support.clirun import Cli, model_args
 from clipsearch.config import VideoSampling
 from clipsearch.media.files import Scan
 from clipsearch.store.records import Row
@@ -144,7 +144,7 @@ def _clip_bytes(path, suffix: str = ".mp4") -> bytes:
 
 
 @pytest.mark.slow
-def test_killed_while_replacing_a_changed_video_then_resumed(tiny_model, photos, tmp_path):
+def test_killed_while_replacing_a_changed_video_then_resumed(tiny_model, tiny_towers, photos, tmp_path):
     """SIGKILL after a changed video's new frames are committed, before its old ones leave."""
     import os
     import signal
@@ -160,8 +160,8 @@ def test_killed_while_replacing_a_changed_video_then_resumed(tiny_model, photos,
     def run(failpoint=""):
         return subprocess.run(
             [sys.executable, "-m", "clipsearch.cli", "index", str(photos), "--index", str(tmp_path / "idx"),
-             "--workers", "1", "--quiet", "--json", "--model", str(tiny_model.config),
-             "--pretrained", str(tiny_model.weights)], capture_output=True, text=True, timeout=600,
+             "--workers", "1", "--quiet", "--json", *model_args(tiny_model, tmp_path / "idx")],
+            capture_output=True, text=True, timeout=600,
             env=os.environ | {"PYTHONPATH": str(root), FAILPOINT_ENV: failpoint})
 
     def versions():

@@ -15,6 +15,17 @@ CAPTIONS = [caption(c, s) for c, s in LABELS]
 MODEL_COMMANDS = {"index", "query", "index-texts", "classify"}
 
 
+def model_args(tiny_model, idx: Path) -> list[str]:
+    """The tiny model's --model/--pretrained for a `clipsearch index` subprocess that creates `idx`;
+    none once it exists: the run then uses the index's own model, on ONNX Runtime without torch when
+    the `tiny_towers` fixture exported it (as a user's later runs do), ~10 s less a process."""
+    from clipsearch.store.manifest import FILENAME
+
+    if (idx / FILENAME).exists():
+        return []
+    return ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights)]
+
+
 class Cli:
     """`cli(*args)` runs `clipsearch ARGS [--index DIR] [tiny model options]` and returns click's Result.
 
