@@ -212,10 +212,16 @@ def setup(a, env: dict) -> None:
     photos(a.work / "photos5", 5, seed=5), photos(a.work / "photos48", 48, seed=48)
     from clipsearch.store.manifest import SCHEMA_VERSION
 
+    from clipsearch import ModelIdentity
+    from clipsearch.models import imagetower
+
     manifest = a.work / "small" / "manifest.json"
     made = json.loads(manifest.read_text()) if manifest.exists() else None
-    if made and (made["model"]["pretrained"] != str(weights) or made["schema_version"] != SCHEMA_VERSION):
-        shutil.rmtree(a.work / "small")  # its model path is gone (work folder moved), or an older schema
+    if made and (made["model"]["pretrained"] != str(weights) or made["schema_version"] != SCHEMA_VERSION
+                 or not imagetower.exported(Path(env["CLIPSEARCH_CACHE"]), ModelIdentity.from_dict(made["model"]))):
+        # its model path is gone (work folder moved), an older schema, or the run that made it exported
+        # no image tower (older code): both `index` runs of 48 photos must encode the same way
+        shutil.rmtree(a.work / "small")
     if not manifest.exists():
         subprocess.run([*_cli("index", a.work / "photos5", a.work / "small"), "--model", "ViT-B-32",
                         "--pretrained", str(weights)], check=True, env=env, cwd=a.work)

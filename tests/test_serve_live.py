@@ -10,18 +10,19 @@ import sys
 import time
 
 from support import shapes
+from support.clirun import model_args
 from support.server import Server
 
 
-def test_rows_committed_beside_the_server_appear_without_a_restart(tiny_model, shapes_index, tmp_path):
+def test_rows_committed_beside_the_server_appear_without_a_restart(tiny_model, tiny_towers, shapes_index, tmp_path):
     shutil.copytree(shapes_index, tmp_path / "index")
     new = tmp_path / "new"
     shapes.write_folder(new, n_per_label=2, labels=[("green", "circle")], seed=11)
     with Server(tmp_path / "index", tiny_model) as server, server.client() as http:
         assert http.get("/health").json()["images"] == 48
         run = subprocess.Popen([sys.executable, "-m", "clipsearch.cli", "index", str(new), "--index",
-                                str(tmp_path / "index"), "--model", str(tiny_model.config), "--pretrained",
-                                str(tiny_model.weights), "--workers", "1", "--quiet"],
+                                str(tmp_path / "index"), *model_args(tiny_model, tmp_path / "index"),
+                                "--workers", "1", "--quiet"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         seen, deadline = [], time.monotonic() + 300
         while time.monotonic() < deadline and (run.poll() is None or not seen or seen[-1] != 50):
