@@ -17,8 +17,8 @@ import pytest
 from support.clirun import Cli
 from support.shapes import LABELS, write_folder
 
-from clipsearch import ModelIdentity, Settings, load_encoder, open_index
-from clipsearch.cli.options import image_tower
+from clipsearch import Encoder, ModelIdentity, Settings, load_encoder, open_index
+from clipsearch.cli.options import encoder_loader, image_tower
 from clipsearch.config import CACHE_ENV
 from clipsearch.errors import ModelError
 from clipsearch.ingest.batch import decode_file
@@ -100,6 +100,9 @@ def test_index_takes_the_export_only_for_a_cpu_fp32_run_of_the_index_model(run, 
     assert image_tower(run.index, None, None, cpu.with_(fast_encoder=True)) is None
     assert image_tower(run.index, str(tiny_model.config), str(tiny_model.weights), cpu) is None
     assert image_tower(run.root / "no-index", None, None, cpu) is None
+    # What an `index` run and its Ray encode actors load, each where it runs: the same choice.
+    assert isinstance(encoder_loader(run.index, None, None, cpu)(), imagetower.ImageTower)
+    assert isinstance(encoder_loader(run.index, str(tiny_model.config), str(tiny_model.weights), cpu)(), Encoder)
     bare = run.root / "cache-without-text-tower"  # the run couldn't export it without the model
     shutil.copytree(run.cache / "image-towers", bare / "image-towers", dirs_exist_ok=True)
     monkeypatch.setenv(CACHE_ENV, str(bare))

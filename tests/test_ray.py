@@ -21,7 +21,7 @@ import pytest
 
 from support import corpus
 from support import shapes
-from support.clirun import Cli
+from support.clirun import Cli, model_args
 from clipsearch import AnnIndex, ModelIdentity, Settings, create_index, load_encoder, open_index
 from clipsearch.ann import catalog
 from clipsearch.indexer.pipeline import FAILPOINT_ENV
@@ -38,10 +38,6 @@ def photos(tmp_path_factory):
     corpus.write_corpus(root / "odd")
     yield root
     corpus.unlock(root / "odd")
-
-
-def _model_args(tiny_model) -> list[str]:
-    return ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights)]
 
 
 def _index(tiny_model, photos: Path, index_dir: Path, *extra: str):
@@ -208,14 +204,14 @@ def _killed_run(tiny_model, photos: Path, index_dir: Path, address: str, failpoi
     env = os.environ | {"PYTHONPATH": str(ROOT), FAILPOINT_ENV: failpoint or ""}
     proc = subprocess.run(
         [sys.executable, "-m", "clipsearch.cli", "index", str(photos), "--index", str(index_dir),
-         "--commit-every", str(CHUNK), "--quiet", "--ray-address", address, *_model_args(tiny_model)],
+         "--commit-every", str(CHUNK), "--quiet", "--ray-address", address, *model_args(tiny_model, index_dir)],
         capture_output=True, text=True, errors="replace", env=env, timeout=600)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode
 
 
-def test_driver_killed_between_and_inside_chunks_then_rerun(tiny_model, photos, reference, ray_cluster,
-                                                             tmp_path):
+def test_driver_killed_between_and_inside_chunks_then_rerun(tiny_model, tiny_towers, photos, reference,
+                                                             ray_cluster, tmp_path):
     idx = tmp_path / "index"
     # between chunks (the second's rows committed, its failures not yet), then, on the re-run, inside
     # one (the third batch of fragments written, not committed; at most 3 of its 3 chunks done)

@@ -14,8 +14,8 @@ from clipsearch.cli.group import main
 from clipsearch.cli.maintenance import print_failures, print_skipped
 from clipsearch.cli.matches import QUERY_GRAMMAR, print_matches
 from clipsearch.cli.ocr import workers_option as ocr_workers_option
-from clipsearch.cli.options import (device_option, filter_from, filter_options, image_tower, index_option, index_root,
-                                    json_option, load_model, model_loader, model_option, pretrained_option)
+from clipsearch.cli.options import (device_option, encoder_loader, filter_from, filter_options, index_option,
+                                    index_root, json_option, load_model, model_option, pretrained_option)
 
 
 @main.command()
@@ -56,17 +56,18 @@ def index(paths, index_dir, model, pretrained, device, batch_size, workers, file
     _refuse_index_inside(root, paths)
     settings = Settings().with_(batch_size=batch_size, workers=workers, device=device,
                                 file_timeout_s=file_timeout, commit_every=commit_every, fast_encoder=fast_encoder)
-    make_encoder = model_loader(root, model, pretrained, settings)  # by default the index's own model
+    # By default the index's own model; on a CPU, exported to ONNX (a run before this one did), it
+    # spares torch's load, here and in Ray's encode actors.
+    make_encoder = encoder_loader(root, model, pretrained, settings)
     on_ray = bool(on_ray or ray_address)
-    # On a CPU, the index's model exported to ONNX (a run before this one did) spares torch's load.
-    encoder = (None if on_ray else image_tower(root, model, pretrained, settings)) or make_encoder()
+    encoder = make_encoder()
     idx = create_index(root, encoder.identity)
     roots, progress = [str(p) for p in paths], not quiet and not as_json
     if on_ray:
         summary = indexer.run_on_ray(idx, encoder, make_encoder, roots, settings, ray_address, progress)
     else:
         summary = indexer.run(idx, encoder, roots, settings, progress=progress)
-    _export_towers(encoder, summary, image=not on_ray)
+    _export_towers(encoder, summary)
     if not with_ocr:
         if summary.text_pending:
             summary.notes.append(f"{summary.text_pending} pictures have no words read yet: "
@@ -215,10 +216,10 @@ def _open_for_query(index_dir, model, pretrained, settings):
                          lambda: load_model(idx.root, None, None, settings)), idx
 
 
-def _export_towers(encoder, summary, image: bool) -> None:
-    """Export the model's text tower for fast queries and, when `image` and the model ran in fp32 on
-    the CPU, its image tower for indexing without torch; once per model (a no-op when done, or when
-    `encoder` is itself an export)."""
+def _export_towers(encoder, summary) -> None:
+    """Export the model's text tower for fast queries and, when the model ran in fp32 on the CPU, its
+    image tower for indexing without torch; once per model (a no-op when done, or when `encoder` is
+    itself an export)."""
     from clipsearch.config import default_cache_dir
     from clipsearch.errors import ClipSearchError
     from clipsearch.models import imagetower, texttower
@@ -226,7 +227,7 @@ def _export_towers(encoder, summary, image: bool) -> None:
     if isinstance(encoder, imagetower.ImageTower):
         return
     towers = [(texttower, "text queries will load the full model")]
-    if image and encoder.device == "cpu" and not encoder.fast:
+    if encoder.device == "cpu" and not encoder.fast:
         towers.append((imagetower, "indexing will load the full model"))
     for tower, fallback in towers:
         try:

@@ -49,6 +49,20 @@ def model_loader(root: Path, model: str | None, pretrained: str | None, settings
                              settings.fast_encoder)
 
 
+def encoder_loader(root: Path, model: str | None, pretrained: str | None, settings: Settings):
+    """An `index` run's picklable `() -> encoder`: the exported image tower where `image_tower` allows
+    it, else `model_loader`'s model. Decided where it is called, so a Ray actor on a node with a GPU
+    loads the model, and one on a CPU node skips torch as the driver does."""
+    import functools
+
+    return functools.partial(_tower_or_model, root, model, pretrained, settings,
+                             model_loader(root, model, pretrained, settings))
+
+
+def _tower_or_model(root: Path, model: str | None, pretrained: str | None, settings: Settings, load):
+    return image_tower(root, model, pretrained, settings) or load()
+
+
 def image_tower(root: Path, model: str | None, pretrained: str | None, settings: Settings):
     """The exported image tower (`imagetower`) of the index at `root`, for an `index` run that would
     encode with its own fp32 model on a CPU, and only if its text tower is exported too (the run
