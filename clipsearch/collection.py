@@ -195,7 +195,8 @@ class Collection:
         """(nq, D) float32 unit vectors -> per query the k best hits (Hit or TextHit), best first.
 
         An approximate index re-scores at least `rerank`·k candidates, and 1,024, exactly with their
-        stored vectors (refine.py), so the top k are exact among the candidates. With `where`, the k best among the records it lets through (selection.py).
+        stored vectors (refine.py), so the top k are exact among the candidates. With `where`, the k
+        best among the records it lets through (selection.py).
         """
         if k < 1:
             raise InputError(f"--top must be at least 1 (got {k})")

@@ -150,6 +150,8 @@ def test_candidates_are_read_from_every_segment_into_memory_a_thread_reuses(chur
     second = reader.candidate_vectors(labels[picks[1]])
     np.testing.assert_array_equal(second, np.stack([held[i] for i in ids[picks[1]]]))
     assert np.shares_memory(first, second)  # no fresh memory (page faults) for the next query
+    ordered = np.sort(labels[picks[0]])  # as a re-rank asks: read into place, with no gather
+    np.testing.assert_array_equal(reader.candidate_vectors(ordered), reader.vectors_at_labels(ordered))
 
 
 def test_a_reader_catching_up_never_writes(churned, monkeypatch):

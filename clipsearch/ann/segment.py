@@ -10,7 +10,8 @@ Files of segment S in the collection's `<name>.ann/` folder (catalog.py names th
 Rows of an IVF-PQ segment are stored list by list (compaction.py), so the candidates of a query,
 which come from the few lists it probes, lie in a few runs of the file: a bursty query's 1,024
 candidates are ~30 reads (the median at 1M), not 1,024 (docs/scale.md). The files are opened, not
-read: no row is read until a query needs it. Rows removed later are marked dead in the catalog, not deleted here.
+read: no row is read until a query needs it. Rows removed later are marked dead in the catalog, not
+deleted here.
 """
 
 from __future__ import annotations

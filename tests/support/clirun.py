@@ -21,8 +21,10 @@ def model_args(tiny_model, idx: Path) -> list[str]:
     the `tiny_towers` fixture exported it (as a user's later runs do), ~10 s less a process."""
     from clipsearch.store.manifest import FILENAME
 
-    if (idx / FILENAME).exists():
-        return []
+    return [] if (idx / FILENAME).exists() else _model_options(tiny_model)
+
+
+def _model_options(tiny_model) -> list[str]:
     return ["--model", str(tiny_model.config), "--pretrained", str(tiny_model.weights)]
 
 
@@ -34,8 +36,7 @@ class Cli:
     """
 
     def __init__(self, tiny_model, index_dir: Path | None, index_options=(), ok: bool | None = None):
-        self.model_args = [] if tiny_model is None else ["--model", str(tiny_model.config),
-                                                         "--pretrained", str(tiny_model.weights)]
+        self.model_args = [] if tiny_model is None else _model_options(tiny_model)
         self.index_dir, self.index_options, self.ok = index_dir, list(index_options), ok
 
     def __call__(self, *args, model: bool | None = None, ok: bool | None = None):
