@@ -210,10 +210,9 @@ def setup(a, env: dict) -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     weights = make_weights(a.work)
     photos(a.work / "photos5", 5, seed=5), photos(a.work / "photos48", 48, seed=48)
-    from clipsearch.store.manifest import SCHEMA_VERSION
-
     from clipsearch import ModelIdentity
     from clipsearch.models import imagetower
+    from clipsearch.store.manifest import SCHEMA_VERSION
 
     manifest = a.work / "small" / "manifest.json"
     made = json.loads(manifest.read_text()) if manifest.exists() else None
@@ -373,7 +372,9 @@ NOTE = ("N bursty CLIP-like 512-d vectors (search_bench.bursty_blocks) added thr
         "thread, twice: p50/p99 of the second pass (the first pass: over its last 190), recall@10 against "
         "brute force. Bytes written: /proc/self/io "
         "write_bytes of the process. The cold query and the 48 photos (2 MP JPEGs with EXIF) use ViT-B-32 "
-        "with seeded random weights from a local file (no hub here); the 5-image index uses the same model.")
+        "with seeded random weights from a local file (no hub here); the 5-image index uses the same model, "
+        "and both runs of 48 photos encode on its exported ONNX image tower (from the run after3 on; before, on "
+        "open_clip with torch).")
 LOADS = ("truth", "build", "serve", "add", "cold_query", "index48")
 TABLE = [
     ("build (add N in 50k commits + sync): wall, peak RSS", "<= 3 GB",
