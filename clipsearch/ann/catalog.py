@@ -55,7 +55,7 @@ class Catalog:
         """Every file of this version."""
         names = {FILENAME} | {f for f in (self.quantizer, self.dead, self.dirty) if f}
         for p in self.parts:
-            names |= {f"{p.serial:06d}{s}" for s in (".ids", ".idx", ".vec", ".rows")}
+            names |= {f"{p.serial:06d}{s}" for s in (".ids", ".idx", ".vec", ".rows", ".rec")}
             names |= {p.lists} if p.lists else set()
         return names
 

@@ -98,7 +98,7 @@ def scores(xq: np.ndarray, C: np.ndarray, lookup: Callable[[np.ndarray], np.ndar
     distinct candidate's vector looked up once."""
     nq, kc = C.shape
     pos = np.flatnonzero(C >= 0)
-    uniq, inv = np.unique(C.ravel()[pos], return_inverse=True)
+    uniq, inv = _distinct(C.ravel()[pos], nq)
     xc = np.asarray(lookup(uniq), np.float32)
     if xc.shape != (len(uniq), xq.shape[1]):
         raise InputError(f"lookup returned shape {xc.shape}, expected {(len(uniq), xq.shape[1])}")
@@ -112,9 +112,29 @@ def scores(xq: np.ndarray, C: np.ndarray, lookup: Callable[[np.ndarray], np.ndar
     return S.reshape(nq, kc)
 
 
+def _distinct(c: np.ndarray, nq: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(c, return_inverse=True). One query's candidates are distinct already: a sort
+    does (np.unique costs ~0.1 ms more a query)."""
+    if nq == 1:
+        order = np.argsort(c)
+        uniq = c[order]
+        if not np.any(uniq[1:] == uniq[:-1]):
+            inv = np.empty_like(order)
+            inv[order] = np.arange(len(order))
+            return uniq, inv
+    return np.unique(c, return_inverse=True)
+
+
 def best(S: np.ndarray, C: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k best of each row of scores S (nq, kc) with their ids C: D, I (nq, k), -inf/-1 padded."""
     kk = min(k, S.shape[1])
+    if len(S) == 1 and S.shape[1] > kk:  # a user's query: 1-D, without take_along_axis (~0.1 ms)
+        part = np.argpartition(-S[0], kk - 1)[:kk]
+        order = part[np.argsort(-S[0, part], kind="stable")]
+        D, I = np.full((1, k), -np.inf, np.float32), np.full((1, k), -1, np.int64)
+        D[0, :kk], I[0, :kk] = S[0, order], C[0, order]
+        I[np.isneginf(D)] = -1
+        return D, I
     part = np.argpartition(-S, kk - 1, axis=1)[:, :kk] if S.shape[1] > kk else np.tile(np.arange(kk), (len(S), 1))
     top = np.take_along_axis(S, part, axis=1)
     order = np.take_along_axis(part, np.argsort(-top, axis=1, kind="stable"), axis=1)

@@ -4,7 +4,8 @@ Files of segment S in the collection's `<name>.ann/` folder (catalog.py names th
 - `S.ids`: the rows' ids, int64, in row order (npy);
 - `S.idx`: the same ids sorted, with their rows (npy, 2 x n): lookups by id;
 - `S.vec`: the rows' vectors (npy, VECTOR_DTYPE): the exact re-rank reads its candidates' here;
-- `S.rows`: what hits show of them (store/snapshot.py);
+- `S.rows`: what hits show of them, by column (store/snapshot.py): merges read it;
+- `S.rec`: the same, a line a row (store/rowfile.py): hits read it (segments written before it lack it);
 - `S-qQ.ivf`, when the index is IVF-PQ: their lists under the trained quantizer Q (lists.py), each
   row labelled with the segment's first label plus its row.
 Rows of an IVF-PQ segment are stored list by list (compaction.py), so the candidates of a query,
@@ -26,7 +27,7 @@ import numpy as np
 
 from clipsearch.ann.catalog import Part
 from clipsearch.durable import atomic_file
-from clipsearch.store import snapshot
+from clipsearch.store import rowfile, snapshot
 
 #: The stored vectors stay float32: float16 would halve the file, but the re-rank's near-ties
 #: then come out in another order: recall@10 0.963 against 0.997 at 1M bursty vectors (nprobe 64,
@@ -51,16 +52,22 @@ class Writer:
         rows_schema = snapshot.layout(rows_schema)
         self.n, self._schema, self._dtype, self._ids = n, rows_schema, np.dtype(dtype), []
         self._base, self._stack, self._tail = stem(folder, serial), ExitStack(), None
-        self._vec = self._open_npy(self._base.with_suffix(".vec"), dtype, (n, dim))
+        self._vec = self._open_npy(".vec", dtype, (n, dim))
         rows_tmp = self._stack.enter_context(atomic_file(self._base.with_suffix(".rows")))
         self._rows = self._stack.enter_context(pa.ipc.new_file(str(rows_tmp), rows_schema))
+        kinds = rowfile.kinds(rows_schema)
+        self._lines = None if kinds is None else rowfile.Writer(self._open(".rec"), rows_schema, kinds)
 
     @property
     def at(self) -> int:
         return sum(map(len, self._ids))
 
-    def _open_npy(self, path: Path, dtype, shape):
-        f = self._stack.enter_context(open(self._stack.enter_context(atomic_file(path)), "wb"))
+    def _open(self, suffix: str):
+        """This segment's file of `suffix`, written to a temp file renamed into place at the end."""
+        return self._stack.enter_context(open(self._stack.enter_context(atomic_file(self._base.with_suffix(suffix))), "wb"))
+
+    def _open_npy(self, suffix: str, dtype, shape):
+        f = self._open(suffix)
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
         np.lib.format.write_array_header_2_0(f, header)
         return f
@@ -73,7 +80,10 @@ class Writer:
         if len(ids):
             self._ids.append(ids)
             self._vec.write(np.ascontiguousarray(xb, self._dtype).tobytes())
-            self._write_rows(snapshot.conform(rows, self._schema))
+            rows = snapshot.conform(rows, self._schema)
+            self._write_rows(rows)
+            if self._lines is not None:
+                self._lines.append(rows)
 
     def _write_rows(self, rows) -> None:
         """Records in batches of exactly snapshot.BATCH_ROWS (the last one kept for the next call):
@@ -98,6 +108,8 @@ class Writer:
                 if self._tail is not None and self._tail.num_rows:
                     self._rows.write_table(self._tail)
                 self._write_ids()
+                if self._lines is not None:
+                    self._lines.close()
             except ValueError as e:
                 kind, err = ValueError, e
         self._stack.__exit__(kind, err, tb)
@@ -110,7 +122,7 @@ class Writer:
         if len(ids) != self.n or np.any(np.diff(ids[order]) == 0):
             raise ValueError(f"a segment got {len(ids)} rows of {self.n}, or an id twice")
         for suffix, a in ((".ids", ids), (".idx", np.stack([ids[order], order]))):
-            f = self._open_npy(self._base.with_suffix(suffix), np.int64, a.shape)
+            f = self._open_npy(suffix, np.int64, a.shape)
             f.write(np.ascontiguousarray(a).tobytes())
 
 
@@ -119,7 +131,7 @@ class Segment:
 
     def __init__(self, part: Part, ids: np.ndarray, index: np.ndarray, vectors: VectorFile, rows_path: Path):
         self.part, self.ids, self._index, self.vectors = part, ids, index, vectors
-        self._rows_path, self._records = rows_path, None
+        self._rows_path, self._records, self._lines = rows_path, None, None
 
     @classmethod
     def open(cls, folder: Path, part: Part, dim: int) -> Segment:
@@ -162,6 +174,16 @@ class Segment:
         if self._records is None:
             self._records = snapshot.Records.open(self._rows_path)
         return self._records
+
+    def records_at(self, rows: np.ndarray) -> list[dict] | None:
+        """The records of these rows from the segment's `.rec` file (rowfile.py), None when it has
+        none (written before it): read `records` then."""
+        if self._lines is None:
+            try:
+                self._lines = rowfile.Reader(self._rows_path.with_suffix(".rec"), len(self))
+            except (OSError, ValueError):  # none, or damaged: the Arrow file holds the same
+                self._lines = False
+        return self._lines.at(rows) if self._lines else None
 
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(first row, ids, float32 vectors) of consecutive rows, `size` at a time."""

@@ -208,8 +208,13 @@ class Segments:
             if not len(j):
                 continue
             j = [x for x in j[~isin_sorted(s.label + pos[j], self.dead)] if out[x] is None]
-            where += j
-            rows += s.records.slices(pos[j])
+            found = s.records_at(pos[j])
+            if found is not None:
+                for x, r in zip(j, found):
+                    out[x] = r
+            else:  # an older segment: from its Arrow file, joined with the others' (as_dicts)
+                where += j
+                rows += s.records.slices(pos[j])
         for x, r in zip(where, snapshot.as_dicts(rows)):
             out[x] = r
         return out
@@ -244,6 +249,8 @@ class Segments:
             D, L = scan.flat(self, xq, k, labels)
         else:
             D, L = scan.ivf(self, xq, k, nprobe, depth or RERANK_FACTOR * k, labels)
+        if not len(self.pending):  # nothing to merge in: the segments' top k as they are
+            return _padded(D, k, -np.inf), _padded(self.ids_of(L), k, -1)
         D2, I2 = self.pending.search(xq, k, subset)
         return top_k(np.hstack([D, D2]), np.hstack([self.ids_of(L), I2]), k)
 
@@ -302,6 +309,13 @@ class Segments:
             q = self.folder / self.catalog.quantizer
             self._stack = Stack(q, [self.folder / p.lists for p in self.catalog.parts if p.rows])
         return self._stack
+
+
+def _padded(a: np.ndarray, k: int, fill) -> np.ndarray:
+    """(nq, k): a (nq, <=k) with `fill` in the columns it lacks."""
+    if a.shape[1] == k:
+        return a
+    return np.hstack([a, np.full((len(a), k - a.shape[1]), fill, a.dtype)])
 
 
 def isin_sorted(x: np.ndarray, sorted_: np.ndarray) -> np.ndarray:
