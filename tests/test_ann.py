@@ -187,10 +187,10 @@ def test_choose_spec_flat_below_threshold():
 @pytest.mark.parametrize("n", [annspec.FLAT_MAX + 1, 100_000, 300_000, 1_000_000, 4_000_000, 10**7])
 def test_choose_spec_ivfpq_sizes(n):
     spec = choose_spec(n, 512)
-    assert spec.kind == "ivfpq" and spec.nbits == 8
+    assert spec.kind == "ivfpq" and spec.nbits == 4 and spec.fast_scan and spec.factory().endswith("fs")
     assert 2 ** round(math.log2(spec.nlist)) == spec.nlist
     assert 4 * math.sqrt(n) / 2 <= spec.nlist <= 4 * math.sqrt(n) * 1.5
-    assert spec.m >= 32 and 512 % spec.m == 0
+    assert spec.m == 128 and spec.code_bytes() == 64  # 64 bytes a vector, as PQ64 with 8 bits
     assert min(n, 30 * spec.nlist) <= spec.train_size <= min(n, 256 * spec.nlist)
     assert 1 <= spec.nprobe <= spec.nlist
     visited = spec.nprobe * n / spec.nlist  # vectors a query's probes visit, about

@@ -58,7 +58,8 @@ def train_index(index, spec: AnnSpec, xb: np.ndarray) -> int:
     xt = xb if n == len(xb) else xb[np.sort(rng.choice(len(xb), n, replace=False))]
     ivf = faiss.extract_index_ivf(index)
     index.pq.cp.max_points_per_centroid = PQ_TRAIN_PER_CENTROID
-    index.do_polysemous_training = False  # the factory's default; minutes of annealing we never use
+    if not fast_scan(index):  # fast-scan codes have no polysemous training to switch off
+        index.do_polysemous_training = False  # the factory's default; minutes of annealing we never use
     gpu = _gpu_flat(faiss, spec.dim) if faiss.get_num_gpus() > 0 else None
     ivf.clustering_index = gpu
     try:
@@ -77,8 +78,36 @@ def add_to_index(index, xb: np.ndarray, ids: np.ndarray, assign: np.ndarray | No
     if ivf is None or len(xb) == 0:
         index.add_with_ids(xb, ids)
         return
+    if fast_scan(index):
+        _add_fast_scan(index, xb, ids)
+        return
     assign = np.ascontiguousarray(coarse_assign(index, xb) if assign is None else assign, dtype=np.int64)
     ivf.add_core(len(xb), faiss.swig_ptr(xb), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+
+
+def fast_scan(index) -> bool:
+    """Whether this faiss index keeps fast-scan codes (4-bit, packed in blocks of 32)."""
+    import faiss
+
+    return isinstance(faiss.downcast_index(faiss.extract_index_ivf(index)), faiss.IndexIVFFastScan)
+
+
+def _add_fast_scan(index, xb: np.ndarray, ids: np.ndarray) -> None:
+    """faiss's own add, which packs the codes in blocks (`add_core` with lists worked out here
+    leaves them unpacked, and corrupts memory); the nearest centroid found exactly, as
+    `coarse_assign` does, through a flat quantizer over the graph's centroids."""
+    import faiss
+
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    graph = ivf.quantizer
+    if _graph(ivf) and ivf.nlist < GRAPH_ASSIGN_NLIST:
+        flat = faiss.IndexFlatIP(ivf.d)
+        flat.add(graph.reconstruct_n(0, ivf.nlist))
+        ivf.quantizer = flat
+    try:
+        index.add_with_ids(np.ascontiguousarray(xb, np.float32), np.ascontiguousarray(ids, np.int64))
+    finally:
+        ivf.quantizer = graph
 
 
 def coarse_assign(index, xb: np.ndarray) -> np.ndarray:
