@@ -10,11 +10,7 @@
   query scans the probed lists of every segment in one call.
 - `merge` joins segments' lists into one file, dead rows dropped, labels renumbered: no vector is
   encoded again.
-- Fast-scan codes (spec.NBITS = 4) are packed by faiss in blocks of 32, which faiss keeps in lists
-  it can't map (`BlockInvertedLists`). So a lists file keeps each list's blocks as they are in
-  plain lists that it maps, the last block's unused places counted in with label -1 (`_padded`):
-  faiss scans whole blocks anyway, the search's selector never lets -1 through, and stacked lists
-  stay whole blocks. A merge unpacks and packs them again (`_codes`, `_pack`).
+- Fast-scan codes (spec.NBITS = 4) are kept in faiss's blocks of 32, in lists faiss maps (blocks.py).
 """
 
 from __future__ import annotations
@@ -24,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsearch.ann.index import add_to_index, coarse_assign, fast_scan, ivf_params, train_index
+from clipsearch.ann import blocks
+from clipsearch.ann.index import coarse_assign, fast_scan, ivf_params, train_index
 from clipsearch.durable import atomic_file
 
 
@@ -73,9 +70,12 @@ class Quantizer:
         file at `path` (atomically)."""
         import faiss
 
-        index = faiss.clone_index(self.index)
+        index, parts = faiss.clone_index(self.index), []
         for labels, xb, assign in chunks:
-            add_to_index(index, np.ascontiguousarray(xb, np.float32), np.ascontiguousarray(labels, np.int64), assign)
+            assign = self.assign(xb) if assign is None else np.asarray(assign, np.int64)
+            parts.append((assign, np.asarray(labels, np.int64), blocks.encode(index, xb, assign)))
+        if parts:
+            blocks.install(index, blocks.by_list(*(np.concatenate(a) for a in zip(*parts))))
         _save_lists(index, path)
 
 
@@ -101,103 +101,23 @@ def merge(path: Path, trained_path: Path, sources: list[tuple[Path, int, np.ndar
 
     index = load_trained(trained_path)
     ivf = faiss.extract_index_ivf(index)
-    packer = _packer(index)
-    out = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)  # unpacked codes, packed at the end
+    packer, kept = blocks.packer(index), {}
     for lists_path, first, new in sources:
         holder = _map(lists_path)
         src = faiss.extract_index_ivf(holder).invlists
         for ln in range(src.nlist):
-            n = src.list_size(ln)
-            if not n:
-                continue
-            ids = faiss.rev_swig_ptr(src.get_ids(ln), n)
-            labels = np.full(n, -1, np.int64)  # -1: dropped, or a block's unused place
-            labels[ids >= 0] = new[ids[ids >= 0] - first]
-            keep = np.flatnonzero(labels >= 0)
-            # Named arrays: a temporary's memory could go before faiss copies it.
-            kept_labels = np.ascontiguousarray(labels[keep])
-            codes = np.ascontiguousarray(_codes(src, ln, n, ivf.code_size, packer)[keep])
-            out.add_entries(ln, len(keep), faiss.swig_ptr(kept_labels), faiss.swig_ptr(codes))
+            if src.list_size(ln):
+                labels, codes = blocks.unpack(src, ln, ivf.code_size, packer)
+                labels = new[labels - first]
+                kept.setdefault(ln, []).append((labels[labels >= 0], codes[labels >= 0]))
         del holder
-    if packer is not None:
-        out = _padded(out, packer, lambda ln: _pack(_codes(out, ln, out.list_size(ln), ivf.code_size, None), packer))
-    out.this.disown()  # the index owns it from here
-    ivf.replace_invlists(out, True)
-    index.ntotal = ivf.ntotal = _count(out)
+    blocks.install(index, ((ln, *(np.concatenate(a) for a in zip(*kept[ln]))) for ln in sorted(kept)))
     _save_lists(index, path)
-
-
-def _packer(index):
-    """The faiss CodePacker of a fast-scan index's blocks; None for plain IVF-PQ codes."""
-    import faiss
-
-    return faiss.downcast_index(faiss.extract_index_ivf(index)).get_CodePacker() if fast_scan(index) else None
-
-
-def _codes(src, ln: int, n: int, code_size: int, packer) -> np.ndarray:
-    """(n, code_size) uint8: the codes of list `ln` of the faiss lists `src`, unpacked from whole
-    blocks (`packer`) or as they are (None: a view)."""
-    import faiss
-
-    if packer is None:
-        return faiss.rev_swig_ptr(src.get_codes(ln), n * code_size).reshape(n, code_size)
-    nb, bs, per = -(-n // packer.nvec), packer.block_size, packer.nvec
-    blocks = faiss.rev_swig_ptr(src.get_codes(ln), nb * bs)
-    flat = np.zeros((nb * per, code_size), np.uint8)
-    for b in range(nb):
-        packer.unpack_all(faiss.swig_ptr(blocks[b * bs:]), faiss.swig_ptr(flat[b * per:]))
-    return flat[:n]
-
-
-def _pack(codes: np.ndarray, packer) -> np.ndarray:
-    """Codes (n, code_size) uint8 packed in whole blocks: (ceil(n / 32) x block_size,) uint8."""
-    import faiss
-
-    per = packer.nvec
-    nb = -(-len(codes) // per)
-    flat = np.zeros((nb * per, codes.shape[1]), np.uint8)
-    flat[:len(codes)] = codes
-    out = np.zeros(nb * packer.block_size, np.uint8)
-    for b in range(nb):
-        packer.pack_all(faiss.swig_ptr(flat[b * per:]), faiss.swig_ptr(out[b * packer.block_size:]))
-    return out
-
-
-def _padded(src, packer, blocks_of):
-    """Plain faiss lists holding, for each list of `src`, its packed blocks (`blocks_of(list)`)
-    under its labels, then -1 for each unused place of the last block."""
-    import faiss
-
-    out = faiss.ArrayInvertedLists(src.nlist, packer.code_size)
-    for ln in range(src.nlist):
-        n = src.list_size(ln)
-        if n:
-            blocks = np.ascontiguousarray(blocks_of(ln))
-            ids = np.full(len(blocks) // packer.code_size, -1, np.int64)
-            ids[:n] = faiss.rev_swig_ptr(src.get_ids(ln), n)
-            out.add_entries(ln, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(blocks))
-    return out
-
-
-def _count(lists) -> int:
-    """How many labels (not -1) the faiss lists hold."""
-    import faiss
-
-    return sum(int((faiss.rev_swig_ptr(lists.get_ids(ln), lists.list_size(ln)) >= 0).sum())
-               for ln in range(lists.nlist) if lists.list_size(ln))
 
 
 def _save_lists(index, path: Path) -> None:
     import faiss
 
-    packer = _packer(index)
-    if packer is not None and not isinstance(faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists),
-                                             faiss.ArrayInvertedLists):  # faiss's blocks: kept, mappable
-        src = faiss.extract_index_ivf(index).invlists
-        out = _padded(src, packer, lambda ln: faiss.rev_swig_ptr(
-            src.get_codes(ln), -(-src.list_size(ln) // packer.nvec) * packer.block_size).copy())
-        out.this.disown()
-        faiss.extract_index_ivf(index).replace_invlists(out, True)
     ivf = faiss.extract_index_ivf(index)
     quantizer, placeholder = ivf.quantizer, faiss.IndexFlatIP(ivf.d)
     ivf.quantizer = placeholder  # the trained quantizer is shared: one file, not one per segment
@@ -237,7 +157,7 @@ class Stack:
         if lists:
             ivf.replace_invlists(self._lists, False)
         self.index.ntotal = ivf.ntotal = sum(h.ntotal for h in self._holders)
-        # Fast-scan lists hold label -1 in their blocks' unused places (`_padded`): never a result.
+        # Fast-scan lists hold label -1 in their blocks' unused places (blocks.py): never a result.
         self._padding = faiss.IDSelectorRange(0, 1 << 62) if fast_scan(self.index) else None
 
     @property
