@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,15 @@ class TinyModel(NamedTuple):
     @property
     def name(self) -> str:
         return self.config.stem
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_reaches_subprocesses():
+    """A suite started in the background by a script (`pytest &`) ignores SIGINT, and the
+    `clipsearch` processes it starts inherit that: the Ctrl-C tests' runs would never see one.
+    They get the default, as from a terminal."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
