@@ -26,8 +26,8 @@ NPROBE_MIN = 32
 #: ... enough lists to visit about this many vectors: 100k (1024 lists): 64 probes give 0.979, 128
 #: give 0.989 at 1.6 ms (bench/results/search.md).
 NPROBE_VISIT = 12_000
-#: ... but probes visiting at most about this many codes, NPROBE_MIN or not: a query's scan costs
-#: ~2.5 ms per 31k codes (2 shared cores), so nlist / NPROBE_DIV = 128 probes at 10M (8192 lists)
+#: ... but probes visiting at most about this many codes, NPROBE_MIN or not: a query's scan cost
+#: ~2.5 ms per 31k 8-bit codes (2 shared cores; fast-scan codes, NBITS, ~4x less), so nlist / NPROBE_DIV = 128 probes at 10M (8192 lists)
 #: would scan 156k codes for ~12 ms, and 64 probes (78k codes) took 14-18 ms of a warm query there.
 #: The cap leaves 32 at 10M (39k codes: 7-9 ms, recall@10 0.995 on bursty vectors, as with 64;
 #: on clustered ones IVF8192 at 1M gave 0.975 with 32 probes, 0.990 with 64: docs/scale.md) and
