@@ -74,8 +74,7 @@ class Quantizer:
         for labels, xb, assign in chunks:
             assign = self.assign(xb) if assign is None else np.asarray(assign, np.int64)
             parts.append((assign, np.asarray(labels, np.int64), blocks.encode(index, xb, assign)))
-        if parts:
-            blocks.install(index, blocks.by_list(*(np.concatenate(a) for a in zip(*parts))))
+        blocks.install(index, blocks.by_list(*(np.concatenate(a) for a in zip(*parts))) if parts else ())
         _save_lists(index, path)
 
 
