@@ -16,13 +16,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from clipsearch.ann.index import fast_scan
+
 
 def packer(index):
     """The faiss CodePacker of a fast-scan index's blocks; None for plain IVF-PQ codes."""
     import faiss
 
-    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-    return ivf.get_CodePacker() if isinstance(ivf, faiss.IndexIVFFastScan) else None
+    return faiss.downcast_index(faiss.extract_index_ivf(index)).get_CodePacker() if fast_scan(index) else None
 
 
 def encode(index, xb: np.ndarray, assign: np.ndarray) -> np.ndarray:

@@ -50,22 +50,18 @@ class Writer:
     """Appends records (pyarrow Tables of one schema) to an open binary file; `close` ends it."""
 
     def __init__(self, f, schema, kinds_: list[str]):
-        self._f, self._kinds, self._offsets = f, kinds_, []
-        self._write(json.dumps({"columns": schema.names, "kinds": kinds_}))
-
-    def _write(self, line: str) -> None:
-        data = (line + "\n").encode()
-        self._offsets.append(self._f.tell())
-        self._f.write(data)
+        self._f, self._kinds, self._offsets = f, kinds_, []  # where each record's line starts
+        f.write((json.dumps({"columns": schema.names, "kinds": kinds_}) + "\n").encode())
 
     def append(self, rows) -> None:
         cols = [_encoded(c, kind) for c, kind in zip(rows.columns, self._kinds)]
         for values in zip(*cols):
-            self._write(json.dumps(values, ensure_ascii=False, separators=(",", ":")))
+            self._offsets.append(self._f.tell())
+            self._f.write((json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
 
     def close(self) -> None:
         at = self._f.tell()
-        self._f.write(np.asarray(self._offsets[1:] + [at], np.int64).tobytes())
+        self._f.write(np.asarray(self._offsets + [at], np.int64).tobytes())
         self._f.write(np.int64(at).tobytes())
 
 
